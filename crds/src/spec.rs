@@ -1,0 +1,550 @@
+//! The `CilvestPipeline` custom resource: what a pipeline declares (spec) and what the operator reports (status).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Language code X's `lang:` operator accepts for Indonesian; responses still say `in`.
+pub const INDONESIAN: &str = "id";
+
+/// A social-listening pipeline: X recent search -> Kafka -> data lake -> daily transform -> BigQuery marts and search.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cilvest.io",
+    version = "v1alpha1",
+    kind = "CilvestPipeline",
+    namespaced,
+    shortname = "cvp",
+    category = "cilvest",
+    status = "CilvestPipelineStatus",
+    printcolumn = r#"{"name":"Keywords","type":"string","jsonPath":".status.keywords"}"#,
+    printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".spec.transform.engine"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Last Run","type":"string","jsonPath":".status.lastRun.date"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.transform.engine != 'dataproc' || has(self.transform.dataproc)").message("transform.dataproc is required when transform.engine is dataproc").field_path(".transform.dataproc"))]
+#[x_kube(validation = Rule::new("self.transform.engine != 'dataprocServerless' || has(self.transform.dataprocServerless)").message("transform.dataprocServerless is required when transform.engine is dataprocServerless").field_path(".transform.dataprocServerless"))]
+pub struct CilvestPipelineSpec {
+    /// The instruments to measure. Each keyword counts the tweets whose cleaned text matches any of its terms;
+    /// one tweet may count for several keywords.
+    #[schemars(length(min = 1, max = 20))]
+    pub keywords: Vec<Keyword>,
+
+    /// How terms are matched against the cleaned tweet text.
+    #[serde(default)]
+    pub matching: Matching,
+
+    /// Language of the tweets to keep, as a BCP-47 code. Indonesian may be written `id` (what X's query
+    /// operator accepts) or `in` (what X's responses carry); both mean the same language.
+    #[serde(default = "default_language")]
+    #[schemars(regex(pattern = r"^[a-z]{2,3}$"))]
+    pub language: String,
+
+    /// Drop retweets before counting: they repeat someone else's words and would inflate demand.
+    #[serde(default = "default_true")]
+    pub drop_retweets: bool,
+
+    /// Where tweets come from.
+    #[serde(default)]
+    pub source: Source,
+
+    /// Which Kafka cluster carries the raw tweets.
+    #[serde(default)]
+    pub kafka: Kafka,
+
+    /// The Kafka topics the pipeline owns.
+    #[serde(default)]
+    pub topics: Topics,
+
+    /// When the daily transform runs.
+    #[serde(default)]
+    pub schedule: Schedule,
+
+    /// Which engine runs the daily transform.
+    #[serde(default)]
+    pub transform: Transform,
+
+    /// Where the results land.
+    pub targets: Targets,
+}
+
+/// One instrument and the terms that mention it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Keyword {
+    /// The instrument's name as it appears in the marts, e.g. `saham`, `reksadana`, `sukuk`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
+    pub name: String,
+    /// Aliases and hashtags that mention the instrument, e.g. `reksadana`, `reksa dana`, `#reksadana`.
+    /// Matching is case-insensitive; a hashtag also matches the bare word because cleaning turns `#` into a space.
+    #[schemars(length(min = 1, max = 20), inner(length(min = 2, max = 64)))]
+    pub terms: Vec<String>,
+}
+
+/// How terms are matched.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Matching {
+    /// `substring` (default) matches a term anywhere in the cleaned text, which catches Indonesian suffixes
+    /// such as `sahamnya` and is what the original data marts did; `wholeWord` matches only whole words.
+    #[serde(default)]
+    pub mode: MatchMode,
+}
+
+/// Term matching mode.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum MatchMode {
+    #[default]
+    Substring,
+    WholeWord,
+}
+
+/// The tweet source.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// The X API v2 recent-search source.
+    #[serde(default)]
+    pub x: XSource,
+}
+
+/// X API v2 recent search (`GET /2/tweets/search/recent`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct XSource {
+    /// The Secret key holding the X API bearer token. The token is read by the producer at run time and is
+    /// never copied into this resource, a ConfigMap or a log.
+    #[serde(default = "default_bearer_token_ref")]
+    pub bearer_token_secret_ref: SecretKeyRef,
+    /// How often to poll, as a duration such as `60s` or `5m`.
+    #[serde(default = "default_poll_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub poll_interval: String,
+    /// How far back to start when the raw topic is empty, such as `24h`. Recent search covers at most 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub backfill: Option<String>,
+}
+
+impl Default for XSource {
+    fn default() -> Self {
+        Self {
+            bearer_token_secret_ref: default_bearer_token_ref(),
+            poll_interval: default_poll_interval(),
+            backfill: None,
+        }
+    }
+}
+
+/// A reference to one key of a Secret in the pipeline's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 253))]
+    pub key: String,
+}
+
+/// Which Kafka cluster to use: a Strimzi-managed cluster in this namespace, or external bootstrap servers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.strimziCluster) != has(self.bootstrapServers)").message("set exactly one of kafka.strimziCluster and kafka.bootstrapServers"))]
+pub struct Kafka {
+    /// Name of a Strimzi `Kafka` cluster in this namespace. The operator then creates `KafkaTopic`s labelled
+    /// `strimzi.io/cluster` and the workers connect to `<cluster>-kafka-bootstrap:9092`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub strimzi_cluster: Option<String>,
+    /// Comma-separated `host:port` list of an external Kafka. Topics must then exist already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub bootstrap_servers: Option<String>,
+    /// The Strimzi `KafkaTopic` API version: `v1` (Strimzi 0.49 and later, required from 1.0) or `v1beta2` for
+    /// older installs.
+    #[serde(default)]
+    pub topic_api_version: StrimziTopicVersion,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Self {
+            strimzi_cluster: Some("cilvest".to_owned()),
+            bootstrap_servers: None,
+            topic_api_version: StrimziTopicVersion::default(),
+        }
+    }
+}
+
+/// Strimzi `KafkaTopic` API versions the operator can write.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum StrimziTopicVersion {
+    #[default]
+    V1,
+    V1beta2,
+}
+
+/// The Kafka topics of a pipeline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Topics {
+    /// The topic that carries raw tweets from the producer to the consumer.
+    #[serde(default)]
+    pub raw: Topic,
+}
+
+/// One Kafka topic.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.partitions) || self.partitions >= oldSelf.partitions").message("partitions can only be increased: Kafka cannot remove partitions").field_path(".partitions"))]
+pub struct Topic {
+    /// Kafka topic name. Defaults to `cilvest.<pipeline>.raw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 249))]
+    pub name: Option<String>,
+    /// Number of partitions; the consumer Deployment runs at most this many useful replicas. Can only grow.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    /// Replication factor.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replicas: i32,
+    /// How long Kafka keeps records, such as `7d`. The lake is the durable copy; Kafka only needs to cover outages.
+    #[serde(default = "default_retention")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub retention: String,
+}
+
+impl Default for Topic {
+    fn default() -> Self {
+        Self {
+            name: None,
+            partitions: default_partitions(),
+            replicas: default_replicas(),
+            retention: default_retention(),
+        }
+    }
+}
+
+/// When the daily job runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    /// Cron expression with 5 fields for the daily transform of the previous local day.
+    #[serde(default = "default_daily_cron")]
+    #[schemars(regex(pattern = r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$"))]
+    pub daily: String,
+    /// IANA time zone for the schedule and for the local day and hour of every tweet.
+    #[serde(default = "default_time_zone")]
+    #[schemars(regex(pattern = r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$"), length(max = 64))]
+    pub time_zone: String,
+    /// Suspend the daily job and the producer. Existing data stays.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            daily: default_daily_cron(),
+            time_zone: default_time_zone(),
+            suspend: false,
+        }
+    }
+}
+
+/// The daily transform engine.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transform {
+    /// `native` (default) runs in the daily Job's own process; `dataproc` creates an ephemeral Dataproc cluster
+    /// that is always deleted; `dataprocServerless` submits a Dataproc Serverless batch.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Settings of the ephemeral Dataproc cluster; required when engine is `dataproc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataproc: Option<Dataproc>,
+    /// Settings of the Dataproc Serverless batch; required when engine is `dataprocServerless`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataproc_serverless: Option<DataprocServerless>,
+}
+
+/// Transform engines.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Engine {
+    #[default]
+    Native,
+    Dataproc,
+    DataprocServerless,
+}
+
+/// An ephemeral Dataproc cluster, created for one run and always deleted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataproc {
+    /// Google Cloud project that runs the cluster.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    pub project: String,
+    /// Compute region, such as `asia-southeast2` (Jakarta).
+    #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"))]
+    pub region: String,
+    /// Machine type of the master node.
+    #[serde(default = "default_machine_type")]
+    pub master_machine_type: String,
+    /// Machine type of the worker nodes.
+    #[serde(default = "default_machine_type")]
+    pub worker_machine_type: String,
+    /// Number of primary workers (0 runs a single-node cluster).
+    #[serde(default = "default_workers")]
+    #[schemars(range(min = 0, max = 100))]
+    pub workers: i32,
+    /// Dataproc image version.
+    #[serde(default = "default_image_version")]
+    pub image_version: String,
+    /// Hard upper bound on the cluster's life (`lifecycleConfig.autoDeleteTtl`): even a crashed run cannot
+    /// leave a cluster running longer.
+    #[serde(default = "default_max_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_lifetime: String,
+}
+
+/// A Dataproc Serverless batch.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataprocServerless {
+    /// Google Cloud project that runs the batch.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    pub project: String,
+    /// Compute region, such as `asia-southeast2`.
+    #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"))]
+    pub region: String,
+    /// Upper bound on the batch's run time (`environmentConfig.executionConfig.ttl`).
+    #[serde(default = "default_max_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_lifetime: String,
+}
+
+/// Where results land.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Targets {
+    /// The data lake: raw, curated and report objects.
+    pub lake: Lake,
+    /// The BigQuery warehouse and data marts.
+    pub bigquery: BigQuery,
+    /// The search index; omit for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elasticsearch: Option<Search>,
+}
+
+/// The data lake.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Lake {
+    /// `gs://bucket/prefix` URI under which `raw/`, `curated/`, `reports/` and `jobs/` live.
+    #[schemars(regex(pattern = r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$"))]
+    pub uri: String,
+}
+
+/// The BigQuery warehouse.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BigQuery {
+    /// Google Cloud project of the datasets.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    pub project: String,
+    /// Dataset of the `tweets` table.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_]{1,1024}$"))]
+    pub dataset: String,
+    /// Dataset of the data marts; defaults to the warehouse dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_]{1,1024}$"))]
+    pub marts_dataset: Option<String>,
+    /// Dataset location.
+    #[serde(default = "default_bq_location")]
+    pub location: String,
+}
+
+/// The search target: exactly one of an ECK-managed cluster or an external one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("set exactly one of elasticsearch.managed and elasticsearch.external"))]
+pub struct Search {
+    /// An Elasticsearch (and optionally Kibana) managed by ECK in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedSearch>,
+    /// An Elasticsearch the pipeline does not manage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalSearch>,
+    /// Index alias the daily job writes behind; dated indices are named `<index>-YYYY.MM`.
+    #[serde(default = "default_index")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,200}$"))]
+    pub index: String,
+}
+
+/// An ECK-managed Elasticsearch.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedSearch {
+    /// Elasticsearch (and Kibana) version.
+    #[serde(default = "default_es_version")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// Number of Elasticsearch nodes.
+    #[serde(default = "default_es_nodes")]
+    #[schemars(range(min = 1, max = 9))]
+    pub nodes: i32,
+    /// Persistent volume size per node, such as `10Gi`.
+    #[serde(default = "default_es_storage")]
+    #[schemars(regex(pattern = r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub storage: String,
+    /// Also deploy Kibana connected to this cluster.
+    #[serde(default)]
+    pub kibana: bool,
+}
+
+/// An external Elasticsearch.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSearch {
+    /// Base URL, such as `https://search.example.com:9200`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Secret key holding the password of the user below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// User name for basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Secret key holding a PEM CA bundle to trust for this URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// What the operator observed; written only through the status subresource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CilvestPipelineStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Summary phase: Pending, Progressing, Ready, Degraded or Suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The keyword names, comma-separated, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<String>,
+    /// Ready, Progressing and Degraded conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Health of each child, copied in because Argo CD does not look at children.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildStatus>,
+    /// The most recent daily run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<DailyRun>,
+}
+
+/// Health of one child object.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ChildStatus {
+    /// Kind of the child, such as `KafkaTopic` or `Deployment`.
+    pub kind: String,
+    /// Name of the child.
+    pub name: String,
+    /// Whether the child reports itself ready.
+    pub ready: bool,
+    /// Why it is not ready, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Summary of one daily run, taken from the daily Job's termination message.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyRun {
+    /// The local day that was processed, `YYYY-MM-DD`.
+    pub date: String,
+    /// `Succeeded` or `Failed`.
+    pub result: String,
+    /// Tweets read from the lake for that day.
+    #[serde(default)]
+    pub tweets_in: i64,
+    /// Tweets kept after language, retweet and duplicate filtering.
+    #[serde(default)]
+    pub tweets_kept: i64,
+    /// Lines that were not valid tweet envelopes.
+    #[serde(default)]
+    pub rejected: i64,
+    /// Run time in seconds.
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// Error message of a failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_language() -> String {
+    INDONESIAN.to_owned()
+}
+fn default_bearer_token_ref() -> SecretKeyRef {
+    SecretKeyRef {
+        name: "cilvest-x-api".to_owned(),
+        key: "bearerToken".to_owned(),
+    }
+}
+fn default_poll_interval() -> String {
+    "60s".to_owned()
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_retention() -> String {
+    "7d".to_owned()
+}
+fn default_daily_cron() -> String {
+    "30 1 * * *".to_owned()
+}
+fn default_time_zone() -> String {
+    "Asia/Jakarta".to_owned()
+}
+fn default_machine_type() -> String {
+    "n2-standard-2".to_owned()
+}
+fn default_workers() -> i32 {
+    2
+}
+fn default_image_version() -> String {
+    "2.2-debian12".to_owned()
+}
+fn default_max_lifetime() -> String {
+    "2h".to_owned()
+}
+fn default_bq_location() -> String {
+    "asia-southeast2".to_owned()
+}
+fn default_index() -> String {
+    "cilvest-tweets".to_owned()
+}
+fn default_es_version() -> String {
+    "8.17.0".to_owned()
+}
+fn default_es_nodes() -> i32 {
+    1
+}
+fn default_es_storage() -> String {
+    "10Gi".to_owned()
+}

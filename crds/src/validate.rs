@@ -1,0 +1,318 @@
+//! Pure validation of a pipeline spec: the schema's and the CEL rules again, for API servers that ignore CEL,
+//! plus the rules no schema can say (the X query's length, time zones, durations).
+
+use std::{collections::HashSet, fmt, time::Duration};
+
+use crate::spec::{CilvestPipelineSpec, Engine, INDONESIAN};
+
+/// X recent search rejects queries longer than this many characters (self-serve access levels).
+pub const X_QUERY_LIMIT: usize = 512;
+
+/// Recent search only reaches this far back.
+pub const X_RECENT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// One problem in a spec, with the path of the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid CilvestPipeline spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidSpec(pub Vec<FieldError>);
+
+/// Check `spec`; with `old`, also the rules about changes (partitions never decrease).
+pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -> Result<(), InvalidSpec> {
+    let mut errors = Vec::new();
+    let mut fail = |path: &str, message: String| {
+        errors.push(FieldError {
+            path: path.to_owned(),
+            message,
+        })
+    };
+
+    if spec.keywords.is_empty() {
+        fail("spec.keywords", "at least one keyword is required".into());
+    }
+    let mut names = HashSet::new();
+    for (i, keyword) in spec.keywords.iter().enumerate() {
+        let path = format!("spec.keywords[{i}]");
+        if !is_keyword_name(&keyword.name) {
+            fail(
+                &format!("{path}.name"),
+                format!("{:?} must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit", keyword.name),
+            );
+        }
+        if !names.insert(keyword.name.as_str()) {
+            fail(&format!("{path}.name"), format!("duplicate keyword {:?}", keyword.name));
+        }
+        if keyword.terms.is_empty() {
+            fail(&format!("{path}.terms"), "at least one term is required".into());
+        }
+        for (j, term) in keyword.terms.iter().enumerate() {
+            let len = term.chars().count();
+            if !(2..=64).contains(&len) || term.trim() != term || term.chars().any(|c| c.is_control() || c == '"') {
+                fail(
+                    &format!("{path}.terms[{j}]"),
+                    format!("{term:?} must be 2-64 characters with no surrounding spaces, quotes or control characters"),
+                );
+            }
+        }
+    }
+    if !(2..=3).contains(&spec.language.len()) || !spec.language.bytes().all(|b| b.is_ascii_lowercase()) {
+        fail("spec.language", format!("{:?} is not a 2- or 3-letter language code", spec.language));
+    }
+    if let Err(err) = x_query(spec) {
+        fail("spec.keywords", err.to_string());
+    }
+
+    let x = &spec.source.x;
+    check_duration(&mut fail, "spec.source.x.pollInterval", &x.poll_interval, Duration::from_secs(1), None);
+    if let Some(backfill) = &x.backfill {
+        check_duration(&mut fail, "spec.source.x.backfill", backfill, Duration::ZERO, Some(X_RECENT_WINDOW));
+    }
+    check_secret_ref(&mut fail, "spec.source.x.bearerTokenSecretRef", &x.bearer_token_secret_ref);
+
+    let kafka = &spec.kafka;
+    if kafka.strimzi_cluster.is_some() == kafka.bootstrap_servers.is_some() {
+        fail("spec.kafka", "set exactly one of strimziCluster and bootstrapServers".into());
+    }
+    if let Some(cluster) = &kafka.strimzi_cluster
+        && !is_dns_label(cluster)
+    {
+        fail("spec.kafka.strimziCluster", format!("{cluster:?} is not a valid resource name"));
+    }
+    let raw = &spec.topics.raw;
+    if let Some(name) = &raw.name
+        && !is_kafka_topic(name)
+    {
+        fail(
+            "spec.topics.raw.name",
+            format!("{name:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -, not '.' or '..')"),
+        );
+    }
+    if !(1..=1000).contains(&raw.partitions) {
+        fail("spec.topics.raw.partitions", format!("{} must be between 1 and 1000", raw.partitions));
+    }
+    if let Some(old) = old
+        && raw.partitions < old.topics.raw.partitions
+    {
+        fail(
+            "spec.topics.raw.partitions",
+            format!(
+                "partitions can only be increased (from {} to {}): Kafka cannot remove partitions",
+                old.topics.raw.partitions, raw.partitions
+            ),
+        );
+    }
+    if !(1..=10).contains(&raw.replicas) {
+        fail("spec.topics.raw.replicas", format!("{} must be between 1 and 10", raw.replicas));
+    }
+    check_duration(&mut fail, "spec.topics.raw.retention", &raw.retention, Duration::from_secs(60), None);
+
+    if spec.schedule.daily.split_whitespace().count() != 5 {
+        fail(
+            "spec.schedule.daily",
+            format!("{:?} must be a cron expression of 5 fields", spec.schedule.daily),
+        );
+    }
+    if spec.schedule.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        fail(
+            "spec.schedule.timeZone",
+            format!("{:?} is not an IANA time zone", spec.schedule.time_zone),
+        );
+    }
+
+    let transform = &spec.transform;
+    match transform.engine {
+        Engine::Dataproc if transform.dataproc.is_none() => fail(
+            "spec.transform.dataproc",
+            "transform.dataproc is required when transform.engine is dataproc".into(),
+        ),
+        Engine::DataprocServerless if transform.dataproc_serverless.is_none() => fail(
+            "spec.transform.dataprocServerless",
+            "transform.dataprocServerless is required when transform.engine is dataprocServerless".into(),
+        ),
+        _ => {}
+    }
+    if let Some(dataproc) = &transform.dataproc {
+        check_duration(&mut fail, "spec.transform.dataproc.maxLifetime", &dataproc.max_lifetime, Duration::from_secs(600), Some(Duration::from_secs(14 * 24 * 3600)));
+        if !(0..=100).contains(&dataproc.workers) || dataproc.workers == 1 {
+            fail("spec.transform.dataproc.workers", format!("{} must be 0 (single node) or 2-100", dataproc.workers));
+        }
+    }
+    if let Some(serverless) = &transform.dataproc_serverless {
+        check_duration(&mut fail, "spec.transform.dataprocServerless.maxLifetime", &serverless.max_lifetime, Duration::from_secs(600), Some(Duration::from_secs(14 * 24 * 3600)));
+    }
+
+    let targets = &spec.targets;
+    if parse_lake_uri(&targets.lake.uri).is_none() {
+        fail(
+            "spec.targets.lake.uri",
+            format!("{:?} must be gs://<bucket>[/prefix] with a valid bucket name", targets.lake.uri),
+        );
+    }
+    let bq = &targets.bigquery;
+    for (path, dataset) in [("spec.targets.bigquery.dataset", Some(&bq.dataset)), ("spec.targets.bigquery.martsDataset", bq.marts_dataset.as_ref())] {
+        if let Some(dataset) = dataset
+            && !is_bq_dataset(dataset)
+        {
+            fail(path, format!("{dataset:?} must be 1-1024 letters, digits or underscores"));
+        }
+    }
+    if let Some(search) = &targets.elasticsearch {
+        if search.managed.is_some() == search.external.is_some() {
+            fail("spec.targets.elasticsearch", "set exactly one of managed and external".into());
+        }
+        if let Some(external) = &search.external {
+            if !(external.url.starts_with("https://") || external.url.starts_with("http://")) {
+                fail("spec.targets.elasticsearch.external.url", format!("{:?} must be an http(s) URL", external.url));
+            }
+            if external.username.is_some() != external.password_secret_ref.is_some() {
+                fail("spec.targets.elasticsearch.external", "username and passwordSecretRef go together".into());
+            }
+        }
+    }
+
+    if errors.is_empty() { Ok(()) } else { Err(InvalidSpec(errors)) }
+}
+
+/// The query is longer than X accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the X search query built from the keywords' terms is {length} characters, over X's limit of {X_QUERY_LIMIT}: use fewer or shorter terms")]
+pub struct QueryTooLong {
+    pub length: usize,
+}
+
+/// The X recent-search query for every keyword's terms, e.g.
+/// `(saham OR reksadana OR "reksa dana" OR sukuk) lang:id -is:retweet`.
+pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
+    let mut seen = HashSet::new();
+    let terms: Vec<String> = spec
+        .keywords
+        .iter()
+        .flat_map(|k| k.terms.iter())
+        .filter(|term| seen.insert(term.to_lowercase()))
+        .map(|term| {
+            if term.contains(char::is_whitespace) {
+                format!("\"{term}\"")
+            } else {
+                term.clone()
+            }
+        })
+        .collect();
+    let mut query = format!("({})", terms.join(" OR "));
+    query.push_str(" lang:");
+    query.push_str(&canonical_language(&spec.language));
+    if spec.drop_retweets {
+        query.push_str(" -is:retweet");
+    }
+    let length = query.chars().count();
+    if length > X_QUERY_LIMIT { Err(QueryTooLong { length }) } else { Ok(query) }
+}
+
+/// The language code X's query operator accepts: the legacy `in` becomes `id`.
+pub fn canonical_language(code: &str) -> String {
+    let code = code.to_ascii_lowercase();
+    if code == "in" { INDONESIAN.to_owned() } else { code }
+}
+
+/// Parse `60s`, `5m`, `1h30m`, `7d`, `250ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (Duration::from_millis(1), 2)
+        } else {
+            let unit = match rest.chars().next()? {
+                's' => Duration::from_secs(1),
+                'm' => Duration::from_secs(60),
+                'h' => Duration::from_secs(3600),
+                'd' => Duration::from_secs(86_400),
+                _ => return None,
+            };
+            (unit, 1)
+        };
+        total = total.checked_add(unit.checked_mul(u32::try_from(value).ok()?)?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+/// Split `gs://bucket/prefix` into bucket and prefix (without slashes at either end).
+pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("gs://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    valid_bucket.then_some((bucket, prefix.trim_matches('/')))
+}
+
+fn check_duration(fail: &mut impl FnMut(&str, String), path: &str, text: &str, min: Duration, max: Option<Duration>) {
+    match parse_duration(text) {
+        None => fail(path, format!("{text:?} is not a duration such as 60s, 5m, 1h or 7d")),
+        Some(d) if d < min => fail(path, format!("{text:?} is shorter than the minimum of {}s", min.as_secs())),
+        Some(d) if max.is_some_and(|max| d > max) => fail(
+            path,
+            format!("{text:?} is longer than the maximum of {}s", max.map_or(0, |m| m.as_secs())),
+        ),
+        Some(_) => {}
+    }
+}
+
+fn check_secret_ref(fail: &mut impl FnMut(&str, String), path: &str, secret: &crate::spec::SecretKeyRef) {
+    if !is_dns_subdomain(&secret.name) {
+        fail(&format!("{path}.name"), format!("{:?} is not a valid Secret name", secret.name));
+    }
+    if secret.key.is_empty() || !secret.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+        fail(&format!("{path}.key"), format!("{:?} is not a valid Secret key", secret.key));
+    }
+}
+
+fn is_keyword_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len()) && name.split('.').all(is_dns_label)
+}
+
+fn is_kafka_topic(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn is_bq_dataset(name: &str) -> bool {
+    (1..=1024).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}

@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/testenv: cache and run directories, background processes, health polling.
+# Sourced, never run. Every service file beside this one defines <svc>_install, <svc>_start,
+# <svc>_stop, <svc>_healthy and <svc>_env.
+
+: "${CILVEST_CACHE:=$HOME/.cache/cilvest}"   # built binaries, jars, venvs; keyed by version; survives runs
+: "${CILVEST_RUN:=/tmp/cilvest-testenv}"     # pids, logs, data of the running services; wiped by `down`
+export CILVEST_CACHE CILVEST_RUN
+mkdir -p "$CILVEST_CACHE" "$CILVEST_RUN/logs" "$CILVEST_RUN/pids"
+
+log() { printf '[testenv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: poll COMMAND every half second until it succeeds.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "$what not healthy after ${timeout}s; last log lines:"
+      tail -n 30 "$CILVEST_RUN/logs/${what}.log" >&2 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# start_bg NAME COMMAND...: run COMMAND detached in its own session, logging to logs/NAME.log.
+start_bg() {
+  local name=$1; shift
+  if is_running "$name"; then log "$name already running"; return 0; fi
+  setsid "$@" >>"$CILVEST_RUN/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$CILVEST_RUN/pids/$name"
+}
+
+is_running() {
+  local pidfile="$CILVEST_RUN/pids/$1"
+  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# stop_bg NAME: TERM the process group, then KILL what is left after 10 s.
+stop_bg() {
+  local name=$1 pidfile="$CILVEST_RUN/pids/$1" pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# port_open PORT: true when something listens on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The shared Python virtualenv for the Python-based services (bqemulator, osmem-server, pyspark).
+PY_VENV_VERSION=1
+py_venv() { echo "$CILVEST_CACHE/venv-v$PY_VENV_VERSION"; }

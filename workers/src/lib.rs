@@ -1,0 +1,13 @@
+//! The `cilvest` workers: producer, consumer and daily job, with the clients they share.
+//!
+//! ```text
+//!  X API ──producer──▶ Kafka raw topic ──consumer──▶ lake raw/ ──daily──▶ lake curated/ ─▶ BigQuery + marts
+//!                                                                                       └─▶ Elasticsearch
+//! ```
+//! One module per outside system: `lake` (GCS or a local directory), `warehouse` (BigQuery), `search`
+//! (Elasticsearch).
+#![forbid(unsafe_code)]
+
+pub mod lake;
+pub mod search;
+pub mod warehouse;
