@@ -28,6 +28,7 @@ pub const INDONESIAN: &str = "id";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataproc' || has(self.transform.dataproc)").message("transform.dataproc is required when transform.engine is dataproc").field_path(".transform.dataproc"))]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataprocServerless' || has(self.transform.dataprocServerless)").message("transform.dataprocServerless is required when transform.engine is dataprocServerless").field_path(".transform.dataprocServerless"))]
+#[x_kube(validation = Rule::new(r#"size('(' + self.keywords.map(k, k.terms.map(t, t.contains(' ') ? '"' + t + '"' : t).join(' OR ')).join(' OR ') + ') lang:' + (self.language == 'in' ? 'id' : self.language) + (self.dropRetweets ? ' -is:retweet' : '')) <= 512"#).message("the X search query built from the keywords' terms is over X's limit of 512 characters: use fewer or shorter terms").field_path(".keywords"))]
 pub struct CilvestPipelineSpec {
     /// The instruments to measure. Each keyword counts the tweets whose cleaned text matches any of its terms;
     /// one tweet may count for several keywords.

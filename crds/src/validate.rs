@@ -48,7 +48,10 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         if !is_keyword_name(&keyword.name) {
             fail(
                 &format!("{path}.name"),
-                format!("{:?} must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit", keyword.name),
+                format!(
+                    "{:?} must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+                    keyword.name
+                ),
             );
         }
         if !names.insert(keyword.name.as_str()) {
@@ -62,33 +65,61 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
             if !(2..=64).contains(&len) || term.trim() != term || term.chars().any(|c| c.is_control() || c == '"') {
                 fail(
                     &format!("{path}.terms[{j}]"),
-                    format!("{term:?} must be 2-64 characters with no surrounding spaces, quotes or control characters"),
+                    format!(
+                        "{term:?} must be 2-64 characters with no surrounding spaces, quotes or control characters"
+                    ),
                 );
             }
         }
     }
     if !(2..=3).contains(&spec.language.len()) || !spec.language.bytes().all(|b| b.is_ascii_lowercase()) {
-        fail("spec.language", format!("{:?} is not a 2- or 3-letter language code", spec.language));
+        fail(
+            "spec.language",
+            format!("{:?} is not a 2- or 3-letter language code", spec.language),
+        );
     }
-    if let Err(err) = x_query(spec) {
-        fail("spec.keywords", err.to_string());
+    let length = render_query(spec, false).chars().count();
+    if length > X_QUERY_LIMIT {
+        fail("spec.keywords", QueryTooLong { length }.to_string());
     }
 
     let x = &spec.source.x;
-    check_duration(&mut fail, "spec.source.x.pollInterval", &x.poll_interval, Duration::from_secs(1), None);
+    check_duration(
+        &mut fail,
+        "spec.source.x.pollInterval",
+        &x.poll_interval,
+        Duration::from_secs(1),
+        None,
+    );
     if let Some(backfill) = &x.backfill {
-        check_duration(&mut fail, "spec.source.x.backfill", backfill, Duration::ZERO, Some(X_RECENT_WINDOW));
+        check_duration(
+            &mut fail,
+            "spec.source.x.backfill",
+            backfill,
+            Duration::ZERO,
+            Some(X_RECENT_WINDOW),
+        );
     }
-    check_secret_ref(&mut fail, "spec.source.x.bearerTokenSecretRef", &x.bearer_token_secret_ref);
+    check_secret_ref(
+        &mut fail,
+        "spec.source.x.bearerTokenSecretRef",
+        &x.bearer_token_secret_ref,
+    );
 
     let kafka = &spec.kafka;
     if kafka.strimzi_cluster.is_some() == kafka.bootstrap_servers.is_some() {
-        fail("spec.kafka", "set exactly one of strimziCluster and bootstrapServers".into());
+        fail(
+            "spec.kafka",
+            "set exactly one of strimziCluster and bootstrapServers".into(),
+        );
     }
     if let Some(cluster) = &kafka.strimzi_cluster
         && !is_dns_label(cluster)
     {
-        fail("spec.kafka.strimziCluster", format!("{cluster:?} is not a valid resource name"));
+        fail(
+            "spec.kafka.strimziCluster",
+            format!("{cluster:?} is not a valid resource name"),
+        );
     }
     let raw = &spec.topics.raw;
     if let Some(name) = &raw.name
@@ -100,7 +131,10 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         );
     }
     if !(1..=1000).contains(&raw.partitions) {
-        fail("spec.topics.raw.partitions", format!("{} must be between 1 and 1000", raw.partitions));
+        fail(
+            "spec.topics.raw.partitions",
+            format!("{} must be between 1 and 1000", raw.partitions),
+        );
     }
     if let Some(old) = old
         && raw.partitions < old.topics.raw.partitions
@@ -114,9 +148,18 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         );
     }
     if !(1..=10).contains(&raw.replicas) {
-        fail("spec.topics.raw.replicas", format!("{} must be between 1 and 10", raw.replicas));
+        fail(
+            "spec.topics.raw.replicas",
+            format!("{} must be between 1 and 10", raw.replicas),
+        );
     }
-    check_duration(&mut fail, "spec.topics.raw.retention", &raw.retention, Duration::from_secs(60), None);
+    check_duration(
+        &mut fail,
+        "spec.topics.raw.retention",
+        &raw.retention,
+        Duration::from_secs(60),
+        None,
+    );
 
     if spec.schedule.daily.split_whitespace().count() != 5 {
         fail(
@@ -144,79 +187,116 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         _ => {}
     }
     if let Some(dataproc) = &transform.dataproc {
-        check_duration(&mut fail, "spec.transform.dataproc.maxLifetime", &dataproc.max_lifetime, Duration::from_secs(600), Some(Duration::from_secs(14 * 24 * 3600)));
+        check_duration(
+            &mut fail,
+            "spec.transform.dataproc.maxLifetime",
+            &dataproc.max_lifetime,
+            Duration::from_secs(600),
+            Some(Duration::from_secs(14 * 24 * 3600)),
+        );
         if !(0..=100).contains(&dataproc.workers) || dataproc.workers == 1 {
-            fail("spec.transform.dataproc.workers", format!("{} must be 0 (single node) or 2-100", dataproc.workers));
+            fail(
+                "spec.transform.dataproc.workers",
+                format!("{} must be 0 (single node) or 2-100", dataproc.workers),
+            );
         }
     }
     if let Some(serverless) = &transform.dataproc_serverless {
-        check_duration(&mut fail, "spec.transform.dataprocServerless.maxLifetime", &serverless.max_lifetime, Duration::from_secs(600), Some(Duration::from_secs(14 * 24 * 3600)));
+        check_duration(
+            &mut fail,
+            "spec.transform.dataprocServerless.maxLifetime",
+            &serverless.max_lifetime,
+            Duration::from_secs(600),
+            Some(Duration::from_secs(14 * 24 * 3600)),
+        );
     }
 
     let targets = &spec.targets;
     if parse_lake_uri(&targets.lake.uri).is_none() {
         fail(
             "spec.targets.lake.uri",
-            format!("{:?} must be gs://<bucket>[/prefix] with a valid bucket name", targets.lake.uri),
+            format!(
+                "{:?} must be gs://<bucket>[/prefix] with a valid bucket name",
+                targets.lake.uri
+            ),
         );
     }
     let bq = &targets.bigquery;
-    for (path, dataset) in [("spec.targets.bigquery.dataset", Some(&bq.dataset)), ("spec.targets.bigquery.martsDataset", bq.marts_dataset.as_ref())] {
+    for (path, dataset) in [
+        ("spec.targets.bigquery.dataset", Some(&bq.dataset)),
+        ("spec.targets.bigquery.martsDataset", bq.marts_dataset.as_ref()),
+    ] {
         if let Some(dataset) = dataset
             && !is_bq_dataset(dataset)
         {
-            fail(path, format!("{dataset:?} must be 1-1024 letters, digits or underscores"));
+            fail(
+                path,
+                format!("{dataset:?} must be 1-1024 letters, digits or underscores"),
+            );
         }
     }
     if let Some(search) = &targets.elasticsearch {
         if search.managed.is_some() == search.external.is_some() {
-            fail("spec.targets.elasticsearch", "set exactly one of managed and external".into());
+            fail(
+                "spec.targets.elasticsearch",
+                "set exactly one of managed and external".into(),
+            );
         }
         if let Some(external) = &search.external {
             if !(external.url.starts_with("https://") || external.url.starts_with("http://")) {
-                fail("spec.targets.elasticsearch.external.url", format!("{:?} must be an http(s) URL", external.url));
+                fail(
+                    "spec.targets.elasticsearch.external.url",
+                    format!("{:?} must be an http(s) URL", external.url),
+                );
             }
             if external.username.is_some() != external.password_secret_ref.is_some() {
-                fail("spec.targets.elasticsearch.external", "username and passwordSecretRef go together".into());
+                fail(
+                    "spec.targets.elasticsearch.external",
+                    "username and passwordSecretRef go together".into(),
+                );
             }
         }
     }
 
-    if errors.is_empty() { Ok(()) } else { Err(InvalidSpec(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidSpec(errors))
+    }
 }
 
 /// The query is longer than X accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the X search query built from the keywords' terms is {length} characters, over X's limit of {X_QUERY_LIMIT}: use fewer or shorter terms")]
+#[error(
+    "the X search query built from the keywords' terms is {length} characters, over X's limit of {X_QUERY_LIMIT}: use fewer or shorter terms"
+)]
 pub struct QueryTooLong {
     pub length: usize,
 }
 
 /// The X recent-search query for every keyword's terms, e.g.
-/// `(saham OR reksadana OR "reksa dana" OR sukuk) lang:id -is:retweet`.
+/// `(saham OR reksadana OR "reksa dana" OR sukuk) lang:id -is:retweet`. Repeated terms appear once.
 pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
+    let query = render_query(spec, true);
+    let length = query.chars().count();
+    if length > X_QUERY_LIMIT { Err(QueryTooLong { length }) } else { Ok(query) }
+}
+
+/// Without `dedup` this is the worst case the CRD's CEL rule measures, so both reject the same specs.
+fn render_query(spec: &CilvestPipelineSpec, dedup: bool) -> String {
     let mut seen = HashSet::new();
     let terms: Vec<String> = spec
         .keywords
         .iter()
         .flat_map(|k| k.terms.iter())
-        .filter(|term| seen.insert(term.to_lowercase()))
-        .map(|term| {
-            if term.contains(char::is_whitespace) {
-                format!("\"{term}\"")
-            } else {
-                term.clone()
-            }
-        })
+        .filter(|term| !dedup || seen.insert(term.to_lowercase()))
+        .map(|term| if term.contains(' ') { format!("\"{term}\"") } else { term.clone() })
         .collect();
-    let mut query = format!("({})", terms.join(" OR "));
-    query.push_str(" lang:");
-    query.push_str(&canonical_language(&spec.language));
+    let mut query = format!("({}) lang:{}", terms.join(" OR "), canonical_language(&spec.language));
     if spec.drop_retweets {
         query.push_str(" -is:retweet");
     }
-    let length = query.chars().count();
-    if length > X_QUERY_LIMIT { Err(QueryTooLong { length }) } else { Ok(query) }
+    query
 }
 
 /// The language code X's query operator accepts: the legacy `in` becomes `id`.
@@ -262,7 +342,9 @@ pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
     let rest = uri.strip_prefix("gs://")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let valid_bucket = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
         && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
         && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
     valid_bucket.then_some((bucket, prefix.trim_matches('/')))
@@ -271,10 +353,16 @@ pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
 fn check_duration(fail: &mut impl FnMut(&str, String), path: &str, text: &str, min: Duration, max: Option<Duration>) {
     match parse_duration(text) {
         None => fail(path, format!("{text:?} is not a duration such as 60s, 5m, 1h or 7d")),
-        Some(d) if d < min => fail(path, format!("{text:?} is shorter than the minimum of {}s", min.as_secs())),
+        Some(d) if d < min => fail(
+            path,
+            format!("{text:?} is shorter than the minimum of {}s", min.as_secs()),
+        ),
         Some(d) if max.is_some_and(|max| d > max) => fail(
             path,
-            format!("{text:?} is longer than the maximum of {}s", max.map_or(0, |m| m.as_secs())),
+            format!(
+                "{text:?} is longer than the maximum of {}s",
+                max.map_or(0, |m| m.as_secs())
+            ),
         ),
         Some(_) => {}
     }
@@ -282,22 +370,37 @@ fn check_duration(fail: &mut impl FnMut(&str, String), path: &str, text: &str, m
 
 fn check_secret_ref(fail: &mut impl FnMut(&str, String), path: &str, secret: &crate::spec::SecretKeyRef) {
     if !is_dns_subdomain(&secret.name) {
-        fail(&format!("{path}.name"), format!("{:?} is not a valid Secret name", secret.name));
+        fail(
+            &format!("{path}.name"),
+            format!("{:?} is not a valid Secret name", secret.name),
+        );
     }
-    if secret.key.is_empty() || !secret.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-        fail(&format!("{path}.key"), format!("{:?} is not a valid Secret key", secret.key));
+    if secret.key.is_empty()
+        || !secret
+            .key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        fail(
+            &format!("{path}.key"),
+            format!("{:?} is not a valid Secret key", secret.key),
+        );
     }
 }
 
 fn is_keyword_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn is_dns_label(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }

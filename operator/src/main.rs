@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cilvest-operator", version, about = "Reconciles CilvestPipelines into Kafka topics, workers, a daily job and search")]
+#[command(
+    name = "cilvest-operator",
+    version,
+    about = "Reconciles CilvestPipelines into Kafka topics, workers, a daily job and search"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -24,16 +24,25 @@ async fn client() -> Client {
     let path = std::env::var("KUBECONFIG").unwrap_or_else(|_| {
         panic!("KUBECONFIG is not set: start the control plane with `scripts/testenv up k8s` and `eval \"$(scripts/testenv env)\"`")
     });
-    assert!(std::path::Path::new(&path).exists(), "KUBECONFIG {path} does not exist: run `scripts/testenv up k8s`");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "KUBECONFIG {path} does not exist: run `scripts/testenv up k8s`"
+    );
     Client::try_default().await.expect("kube client from KUBECONFIG")
 }
 
 /// A fresh namespace for one test, named after it.
 async fn temp_namespace(client: &Client, test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let name = format!("{test}-{:x}", nanos ^ std::process::id());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     name
 }
 
@@ -47,10 +56,16 @@ async fn install_crd(client: &Client) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let crd = CilvestPipeline::crd();
     let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply("cilvest-tests").force(), &Patch::Apply(&crd)).await.expect("apply CRD");
-    within("CRD established", 30, await_condition(crds, &name, conditions::is_crd_established()))
+    crds.patch(&name, &PatchParams::apply("cilvest-tests").force(), &Patch::Apply(&crd))
         .await
-        .expect("watch CRD");
+        .expect("apply CRD");
+    within(
+        "CRD established",
+        30,
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("watch CRD");
 }
 
 fn minimal_pipeline(name: &str, keywords: serde_json::Value) -> serde_json::Value {
@@ -93,22 +108,36 @@ async fn crd_installs_with_defaults_schema_validation_and_status_subresource() {
     match err {
         kube::Error::Api(status) => {
             assert_eq!(status.code, 422, "{status:?}");
-            assert!(status.message.contains("spec.keywords"), "message names the field: {}", status.message);
+            assert!(
+                status.message.contains("spec.keywords"),
+                "message names the field: {}",
+                status.message
+            );
         }
         other => panic!("expected a 422 from the API server, got {other}"),
     }
 
     // The main resource ignores status; only the status subresource writes it.
     let status = json!({"status": {"phase": "Ready"}});
-    let after_main = pipelines.patch("good", &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch");
-    assert!(after_main.status.is_none(), "status written through the main resource: {:?}", after_main.status);
+    let after_main = pipelines
+        .patch("good", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch");
+    assert!(
+        after_main.status.is_none(),
+        "status written through the main resource: {:?}",
+        after_main.status
+    );
     let after_status = pipelines
         .patch_status("good", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .expect("patch status");
     assert_eq!(after_status.status.and_then(|s| s.phase).as_deref(), Some("Ready"));
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
 }
 
 #[tokio::test]
@@ -129,7 +158,10 @@ async fn controller_manager_creates_jobs_from_a_cronjob() {
         }
     }))
     .expect("cronjob");
-    cronjobs.create(&PostParams::default(), &cronjob).await.expect("batch/v1 CronJob accepted");
+    cronjobs
+        .create(&PostParams::default(), &cronjob)
+        .await
+        .expect("batch/v1 CronJob accepted");
 
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     let job = within("the controller manager to create a Job from the CronJob", 90, async {
@@ -145,7 +177,10 @@ async fn controller_manager_creates_jobs_from_a_cronjob() {
     let owner = job.owner_references().first().map(|o| (o.kind.clone(), o.name.clone()));
     assert_eq!(owner, Some(("CronJob".to_owned(), "every-minute".to_owned())));
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
 }
 
 #[tokio::test]
@@ -154,7 +189,10 @@ async fn garbage_collector_deletes_children_of_a_deleted_owner() {
     let ns = temp_namespace(&client, "smoke-gc").await;
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
     let owner = configmaps
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("cm"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("cm"),
+        )
         .await
         .expect("create owner");
     let uid = owner.uid().expect("owner uid");
@@ -163,8 +201,14 @@ async fn garbage_collector_deletes_children_of_a_deleted_owner() {
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]
     }}))
     .expect("cm");
-    configmaps.create(&PostParams::default(), &child).await.expect("create child");
-    configmaps.delete("owner", &DeleteParams::background()).await.expect("delete owner");
+    configmaps
+        .create(&PostParams::default(), &child)
+        .await
+        .expect("create child");
+    configmaps
+        .delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
 
     within("the garbage collector to delete the child", 60, async {
         while configmaps.get_opt("child").await.expect("get child").is_some() {
@@ -173,5 +217,8 @@ async fn garbage_collector_deletes_children_of_a_deleted_owner() {
     })
     .await;
 
-    Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    Api::<Namespace>::all(client)
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
 }

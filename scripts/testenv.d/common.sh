@@ -52,6 +52,39 @@ stop_bg() {
 # port_open PORT: true when something listens on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# The shared Python virtualenv for the Python-based services (bqemulator, osmem-server, pyspark).
-PY_VENV_VERSION=1
-py_venv() { echo "$CILVEST_CACHE/venv-v$PY_VENV_VERSION"; }
+# The shared Python virtualenv for the Python-based services (bqemulator, osmem-server, pyspark),
+# keyed by a hash of testenv.d/requirements.txt: editing the pins builds a fresh venv beside the old.
+PY_REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/requirements.txt"
+py_venv() { echo "$CILVEST_CACHE/venv-$(sha256sum <"$PY_REQUIREMENTS" | cut -c1-16)"; }
+
+# py_venv_install: create the venv with the machine's python3 and pip-install requirements.txt,
+# once. The marker .complete is written last; a venv without it is wiped and rebuilt. Older
+# venv-* directories are removed after a successful build. Serialised with flock.
+py_venv_install() {
+  local venv py=${CILVEST_PYTHON3:-python3} start=$SECONDS
+  venv=$(py_venv)
+  [[ -f $venv/.complete ]] && return 0
+  (
+    flock 9
+    [[ -f $venv/.complete ]] && exit 0
+    "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      || die "$py is older than 3.11 (bqemulator needs >= 3.11)"
+    log "building Python venv $venv (pip install -r $PY_REQUIREMENTS; a few minutes the first time)"
+    rm -rf "$venv"
+    "$py" -m venv "$venv" || die "python3 -m venv failed"
+    "$venv/bin/python" -m pip install --quiet --require-virtualenv -r "$PY_REQUIREMENTS" \
+      >"$CILVEST_RUN/logs/pip.log" 2>&1 || { tail -n 30 "$CILVEST_RUN/logs/pip.log" >&2; die "pip install failed"; }
+    cp "$PY_REQUIREMENTS" "$venv/requirements.txt"
+    touch "$venv/.complete"
+    local old pidfile
+    for old in "$CILVEST_CACHE"/venv-*; do
+      [[ $old != "$venv" && -d $old ]] || continue
+      for pidfile in "$CILVEST_RUN"/pids/*; do   # keep a venv that a running service still uses
+        [[ -f $pidfile ]] && tr '\0' ' ' <"/proc/$(cat "$pidfile")/cmdline" 2>/dev/null | grep -qF "$old/" \
+          && { log "keeping $old: in use by $(basename "$pidfile")"; continue 2; }
+      done
+      rm -rf "$old"
+    done
+    log "venv ready in $((SECONDS - start))s"
+  ) 9>"$CILVEST_CACHE/venv.lock"
+}

@@ -174,3 +174,390 @@ k8s_install() {
   flock -u "$k8s_lock_fd"
   exec {k8s_lock_fd}>&-
 }
+
+# ---------------------------------------------------------------------------------------------------
+# certificates and kubeconfigs (per run: `down` wipes them, `up` makes new ones)
+
+# k8s_sign NAME SUBJECT EXTENSIONS: a P-256 key and a certificate signed by the run's CA.
+k8s_sign() {
+  local name=$1 subject=$2 extensions=$3 pki
+  pki=$(k8s_pki)
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subject" \
+    -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 365 -out "$pki/$name.crt" \
+    -extfile <(printf '%b' "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n$extensions") \
+    2>/dev/null
+  rm -f "$pki/$name.csr"
+}
+
+# k8s_write_kubeconfig FILE CERT_NAME: a kubeconfig for the client certificate CERT_NAME, data inline so
+# the file stands alone (kube-rs, kubectl and the Go components all read it).
+k8s_write_kubeconfig() {
+  local file=$1 cert=$2 pki
+  pki=$(k8s_pki)
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: cilvest
+  cluster:
+    server: https://127.0.0.1:$K8S_API_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $cert
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$cert.crt")
+    client-key-data: $(base64 -w0 "$pki/$cert.key")
+contexts:
+- name: cilvest
+  context: {cluster: cilvest, user: $cert, namespace: default}
+current-context: cilvest
+EOF
+  chmod 600 "$file"
+}
+
+k8s_make_pki() {
+  local pki dir
+  pki=$(k8s_pki); dir=$(k8s_dir)
+  [[ -f $pki/done ]] && return 0   # keep a running apiserver's certificates when start is re-run
+  rm -rf "$pki"; mkdir -p "$pki"
+  log "k8s: making certificates in $pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=cilvest-testenv-ca" -keyout "$pki/ca.key" -out "$pki/ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    2>/dev/null
+  # Every name a client may use for the apiserver: loopback, and the in-cluster Service names and IP
+  # (10.96.0.1, the first address of the service range) that pods' service-account kubeconfigs point to.
+  k8s_sign apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  # system:masters bypasses RBAC entirely: the tests' own identity. They check RBAC with --as=... instead.
+  k8s_sign admin "/O=system:masters/CN=cilvest-admin" "extendedKeyUsage=clientAuth"
+  # The components' own identities, bound by the default RBAC bootstrap policy.
+  k8s_sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  k8s_sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  # Service-account tokens: the apiserver signs with the private key, and the controller manager signs
+  # the tokens of its per-controller service accounts with the same key.
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
+  openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+
+  k8s_write_kubeconfig "$dir/kubeconfig" admin
+  k8s_write_kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
+  k8s_write_kubeconfig "$dir/scheduler.kubeconfig" scheduler
+  touch "$pki/done"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# kwok: the fake node and what its "kubelet" does. kwok ships no default behaviour of its own when run
+# directly (only kwokctl adds some), so these Stages say what happens to the node and its pods.
+
+K8S_NODE_CPU=8
+K8S_NODE_MEMORY=32Gi
+K8S_NODE_PODS=110
+
+k8s_write_kwok_config() {
+  cat >"$(k8s_dir)/kwok.yaml" <<EOF
+# Node: once kwok sees our fake node without Ready=True, it reports a healthy kubelet of v$K8S_VERSION.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: cilvest-node-ready
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - key: '.status.conditions.[] | select(.type == "Ready") | .status'
+      operator: NotIn
+      values: ['True']
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      conditions:
+      - {type: Ready, status: "True", reason: KubeletReady, message: "kwok plays the kubelet", lastHeartbeatTime: {{ \$now | Quote }}, lastTransitionTime: {{ \$now | Quote }}}
+      - {type: MemoryPressure, status: "False", reason: KubeletHasSufficientMemory, message: "", lastHeartbeatTime: {{ \$now | Quote }}, lastTransitionTime: {{ \$now | Quote }}}
+      - {type: DiskPressure, status: "False", reason: KubeletHasNoDiskPressure, message: "", lastHeartbeatTime: {{ \$now | Quote }}, lastTransitionTime: {{ \$now | Quote }}}
+      - {type: PIDPressure, status: "False", reason: KubeletHasSufficientPID, message: "", lastHeartbeatTime: {{ \$now | Quote }}, lastTransitionTime: {{ \$now | Quote }}}
+      addresses:
+      - {type: InternalIP, address: {{ NodeIP | Quote }}}
+      - {type: Hostname, address: {{ .metadata.name | Quote }}}
+      capacity: {cpu: "$K8S_NODE_CPU", memory: "$K8S_NODE_MEMORY", pods: "$K8S_NODE_PODS"}
+      allocatable: {cpu: "$K8S_NODE_CPU", memory: "$K8S_NODE_MEMORY", pods: "$K8S_NODE_PODS"}
+      nodeInfo:
+        architecture: amd64
+        operatingSystem: linux
+        kubeletVersion: v$K8S_VERSION
+        kubeProxyVersion: v$K8S_VERSION
+        containerRuntimeVersion: kwok://v$K8S_KWOK_VERSION
+        kernelVersion: kwok
+        osImage: kwok
+        bootID: ""
+        machineID: ""
+        systemUUID: ""
+      phase: Running
+---
+# Node heartbeat: refresh the conditions now and then. kwok also renews the node's Lease, which alone
+# keeps the node lifecycle controller from marking it NotReady; this keeps \`kubectl describe\` honest.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: cilvest-node-heartbeat
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - key: '.status.conditions.[] | select(.type == "Ready") | .status'
+      operator: In
+      values: ['True']
+  delay: {durationMilliseconds: 30000, jitterDurationMilliseconds: 35000}
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      conditions:
+      {{ range .status.conditions }}
+      - {type: {{ .type | Quote }}, status: {{ .status | Quote }}, reason: {{ .reason | Quote }}, message: {{ .message | Quote }}, lastHeartbeatTime: {{ \$now | Quote }}, lastTransitionTime: {{ .lastTransitionTime | Quote }}}
+      {{ end }}
+---
+# Pod: a pending pod bound to the fake node "starts" at once: every container running and ready, init
+# containers done (or running, for sidecars), a fake pod IP from kwok's --cidr.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: cilvest-pod-running
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.phase'
+      operator: In
+      values: [Pending]
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      phase: Running
+      startTime: {{ \$now | Quote }}
+      conditions:
+      - {type: PodReadyToStartContainers, status: "True", lastTransitionTime: {{ \$now | Quote }}}
+      - {type: Initialized, status: "True", lastTransitionTime: {{ \$now | Quote }}}
+      - {type: ContainersReady, status: "True", lastTransitionTime: {{ \$now | Quote }}}
+      - {type: Ready, status: "True", lastTransitionTime: {{ \$now | Quote }}}
+      {{ range .spec.readinessGates }}
+      - {type: {{ .conditionType | Quote }}, status: "True", lastTransitionTime: {{ \$now | Quote }}}
+      {{ end }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - name: {{ .name | Quote }}
+        image: {{ .image | Quote }}
+        ready: true
+        started: true
+        restartCount: 0
+        state: {running: {startedAt: {{ \$now | Quote }}}}
+      {{ end }}
+      {{ with .spec.initContainers }}
+      initContainerStatuses:
+      {{ range . }}
+      - name: {{ .name | Quote }}
+        image: {{ .image | Quote }}
+        ready: true
+        restartCount: 0
+        {{ if eq (or .restartPolicy "") "Always" }}
+        started: true
+        state: {running: {startedAt: {{ \$now | Quote }}}}
+        {{ else }}
+        state: {terminated: {exitCode: 0, reason: Completed, startedAt: {{ \$now | Quote }}, finishedAt: {{ \$now | Quote }}}}
+        {{ end }}
+      {{ end }}
+      {{ end }}
+      {{ with NodeIPWith .spec.nodeName }}
+      hostIP: {{ . | Quote }}
+      hostIPs: [{ip: {{ . | Quote }}}]
+      {{ end }}
+      {{ with PodIPWith .spec.nodeName (or .spec.hostNetwork false) (or .metadata.uid "") (or .metadata.name "") (or .metadata.namespace "") }}
+      podIP: {{ . | Quote }}
+      podIPs: [{ip: {{ . | Quote }}}]
+      {{ end }}
+---
+# Job pods "run" for a second, then exit 0, so Jobs (and CronJobs) complete.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: cilvest-job-pod-succeeded
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: DoesNotExist
+    - key: '.status.phase'
+      operator: In
+      values: [Running]
+    - key: '.metadata.ownerReferences.[].kind'
+      operator: In
+      values: [Job]
+  delay: {durationMilliseconds: 1000}
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      phase: Succeeded
+      conditions:
+      - {type: ContainersReady, status: "False", reason: PodCompleted, lastTransitionTime: {{ \$now | Quote }}}
+      - {type: Ready, status: "False", reason: PodCompleted, lastTransitionTime: {{ \$now | Quote }}}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - name: {{ .name | Quote }}
+        image: {{ .image | Quote }}
+        ready: false
+        started: false
+        restartCount: 0
+        state:
+          running: null
+          terminated: {exitCode: 0, reason: Completed, startedAt: {{ \$now | Quote }}, finishedAt: {{ \$now | Quote }}}
+      {{ end }}
+---
+# Deletion: with no real kubelet, nothing would ever confirm a graceful delete; kwok finishes it.
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: cilvest-pod-delete
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: Exists
+  next:
+    delete: true
+EOF
+}
+
+# The one fake node. No taints, so every workload lands there; label type=kwok to select it explicitly.
+k8s_apply_fake_node() {
+  k8s_kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $K8S_FAKE_NODE
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $K8S_FAKE_NODE
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+status:
+  capacity: {cpu: "$K8S_NODE_CPU", memory: "$K8S_NODE_MEMORY", pods: "$K8S_NODE_PODS"}
+  allocatable: {cpu: "$K8S_NODE_CPU", memory: "$K8S_NODE_MEMORY", pods: "$K8S_NODE_PODS"}
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------------
+# start, health, stop, env
+
+k8s_readyz() { k8s_kubectl get --raw /readyz >/dev/null 2>&1; }
+k8s_https_healthz() { curl -skf --max-time 2 "https://127.0.0.1:$1/healthz" >/dev/null; }
+k8s_etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$K8S_ETCD_PORT/health" | grep -q '"health":"true"'; }
+k8s_kwok_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$K8S_KWOK_PORT/healthz" >/dev/null; }
+k8s_default_sa() { k8s_kubectl -n default get serviceaccount default >/dev/null 2>&1; }
+# Ready, and the node lifecycle controller has lifted the not-ready taint, so pods can be scheduled.
+k8s_node_schedulable() {
+  [[ $(k8s_kubectl get node "$K8S_FAKE_NODE" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.spec.taints}' 2>/dev/null) == True/ ]]
+}
+
+K8S_PROCS=(k8s-etcd k8s-apiserver k8s-controller-manager k8s-scheduler k8s-kwok)
+
+# k8s_claim_port NAME PORT: fail early when a port we need is taken by something that is not ours.
+k8s_claim_port() {
+  if ! is_running "$1" && port_open "$2"; then
+    die "k8s: port $2 (for $1) is in use by another process"
+  fi
+}
+
+k8s_start() {
+  local bin dir pki
+  bin=$(k8s_bin); dir=$(k8s_dir); pki=$(k8s_pki)
+  mkdir -p "$dir"
+  k8s_make_pki
+  k8s_claim_port k8s-etcd "$K8S_ETCD_PORT"
+  k8s_claim_port k8s-etcd "$K8S_ETCD_PEER_PORT"
+  k8s_claim_port k8s-apiserver "$K8S_API_PORT"
+  k8s_claim_port k8s-controller-manager "$K8S_KCM_PORT"
+  k8s_claim_port k8s-scheduler "$K8S_SCHED_PORT"
+  k8s_claim_port k8s-kwok "$K8S_KWOK_PORT"
+
+  # --unsafe-no-fsync: throwaway data, and fsync is what makes etcd slow on a busy CI disk.
+  start_bg k8s-etcd "$bin/etcd" --name=cilvest --data-dir="$dir/etcd" \
+    --listen-client-urls="http://127.0.0.1:$K8S_ETCD_PORT" \
+    --advertise-client-urls="http://127.0.0.1:$K8S_ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$K8S_ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://127.0.0.1:$K8S_ETCD_PEER_PORT" \
+    --initial-cluster="cilvest=http://127.0.0.1:$K8S_ETCD_PEER_PORT" \
+    --unsafe-no-fsync --log-level=warn
+  wait_for k8s-etcd 60 k8s_etcd_healthy || die "etcd did not start"
+
+  # Default admission plugins (incl. PodSecurity, ServiceAccount, ResourceQuota) and all GA APIs.
+  start_bg k8s-apiserver "$bin/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$K8S_ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$K8S_API_PORT" \
+    --cert-dir="$dir/apiserver" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range="$K8S_SERVICE_CIDR" \
+    --allow-privileged=true
+  wait_for k8s-apiserver 120 k8s_readyz || die "kube-apiserver did not become ready"
+
+  # Each controller gets its own service account (as in a real cluster), so RBAC applies to them too.
+  start_bg k8s-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig="$dir/controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$K8S_KCM_PORT" --cert-dir="$dir/controller-manager" \
+    --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+    --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+    --use-service-account-credentials=true --leader-elect=false --controllers='*'
+  start_bg k8s-scheduler "$bin/kube-scheduler" \
+    --kubeconfig="$dir/scheduler.kubeconfig" \
+    --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$dir/scheduler.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$K8S_SCHED_PORT" --cert-dir="$dir/scheduler" \
+    --leader-elect=false
+  # kwok manages only nodes annotated kwok.x-k8s.io/node=fake. --node-ip=127.0.0.1: anything that dials
+  # the "kubelet" (e.g. `kubectl logs`) gets a quick refusal on loopback rather than a packet to a
+  # private network. Pod IPs come from --cidr and are never routed anywhere.
+  k8s_write_kwok_config
+  start_bg k8s-kwok "$bin/kwok" --config="$dir/kwok.yaml" --kubeconfig="$dir/kubeconfig" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-ip=127.0.0.1 --cidr=10.244.0.0/16 --server-address="127.0.0.1:$K8S_KWOK_PORT"
+
+  wait_for k8s-controller-manager 60 k8s_https_healthz "$K8S_KCM_PORT" || die "kube-controller-manager did not start"
+  wait_for k8s-scheduler 60 k8s_https_healthz "$K8S_SCHED_PORT" || die "kube-scheduler did not start"
+  wait_for k8s-kwok 60 k8s_kwok_healthy || die "kwok did not start"
+  k8s_apply_fake_node
+  wait_for k8s-kwok 60 k8s_node_schedulable || die "the fake node $K8S_FAKE_NODE did not become Ready"
+  # The serviceaccount controller creates `default` in each namespace; pods can't be created before it.
+  wait_for k8s-controller-manager 60 k8s_default_sa || die "no default ServiceAccount"
+}
+
+# Healthy: the apiserver answers /readyz and every process of ours is alive (a dead controller manager
+# behind a healthy apiserver would otherwise go unnoticed, and `up` would not restart it).
+k8s_healthy() {
+  local p
+  for p in "${K8S_PROCS[@]}"; do is_running "$p" || return 1; done
+  k8s_readyz
+}
+
+k8s_stop() {
+  local i
+  for ((i = ${#K8S_PROCS[@]} - 1; i >= 0; i--)); do stop_bg "${K8S_PROCS[i]}"; done
+  rm -rf "$(k8s_dir)"
+}
+
+k8s_env() {
+  printf 'export KUBECONFIG=%q\n' "$(k8s_kubeconfig)"
+  printf 'export CILVEST_K8S_BIN=%q\n' "$(k8s_bin)"
+}

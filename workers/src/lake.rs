@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use object_store::{
-    ClientOptions, ObjectStore, gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path,
-    prefix::PrefixStore,
+    ClientOptions, ObjectStore, gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
 };
 
 /// Environment variable naming a GCS emulator base URL such as `http://127.0.0.1:4443`.
@@ -51,10 +50,12 @@ pub fn open(uri: &str, gcs_endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore
         if !dir.starts_with('/') {
             return Err(LakeError::Uri(uri.to_owned()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| open_err(object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: Box::new(e),
-        }))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            open_err(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(open_err)?;
         Ok(Arc::new(store))
     } else {

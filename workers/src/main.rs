@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cilvest", version, about = "Cilvest workers: producer, consumer, daily job and demo")]
+#[command(
+    name = "cilvest",
+    version,
+    about = "Cilvest workers: producer, consumer, daily job and demo"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,10 @@ fn service_env(var: &str, service: &str) -> String {
 
 /// A name no earlier run used, so tests never see each other's data.
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{prefix}-{:x}", nanos ^ u128::from(std::process::id()))
 }
 
@@ -29,9 +32,15 @@ fn unique(prefix: &str) -> String {
 async fn kafka_round_trips_keyed_messages_and_commits_offsets() {
     let bootstrap = service_env("CILVEST_KAFKA_BOOTSTRAP", "kafka");
     let topic = unique("smoke");
-    let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("admin client");
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
     let created = admin
-        .create_topics(&[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .expect("create topic request");
     assert!(created.iter().all(Result::is_ok), "create topic: {created:?}");
@@ -47,7 +56,10 @@ async fn kafka_round_trips_keyed_messages_and_commits_offsets() {
         let key = format!("tweet-{i}");
         let value = format!("{{\"id\":\"{i}\"}}");
         let partition = producer
-            .send(FutureRecord::to(&topic).key(&key).payload(&value), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
             .await
             .expect("delivery")
             .partition;
@@ -78,14 +90,19 @@ async fn kafka_round_trips_keyed_messages_and_commits_offsets() {
         received.insert(key, (message.partition(), value));
     }
     drop(stream);
-    assert_eq!(received, sent, "every keyed message comes back once, on the partition it was written to");
+    assert_eq!(
+        received, sent,
+        "every keyed message comes back once, on the partition it was written to"
+    );
     consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
 
     let mut wanted = TopicPartitionList::new();
     for p in 0..3 {
         wanted.add_partition(&topic, p);
     }
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("committed offsets");
     let total: i64 = committed
         .elements()
         .iter()
@@ -115,7 +132,9 @@ async fn gcs_emulator_stores_and_lists_objects_through_the_lake() {
         for i in 0..n {
             let path = Path::from(format!("raw/dt={day}/part-{i}.ndjson"));
             let body = format!("{{\"id\":\"{day}-{i}\"}}\n");
-            lake.put(&path, PutPayload::from(body.into_bytes())).await.expect("put object");
+            lake.put(&path, PutPayload::from(body.into_bytes()))
+                .await
+                .expect("put object");
         }
     }
     let listed: Vec<_> = lake
@@ -127,9 +146,19 @@ async fn gcs_emulator_stores_and_lists_objects_through_the_lake() {
     listed.sort();
     assert_eq!(
         listed,
-        ["raw/dt=2026-11-02/part-0.ndjson", "raw/dt=2026-11-02/part-1.ndjson", "raw/dt=2026-11-02/part-2.ndjson"]
+        [
+            "raw/dt=2026-11-02/part-0.ndjson",
+            "raw/dt=2026-11-02/part-1.ndjson",
+            "raw/dt=2026-11-02/part-2.ndjson"
+        ]
     );
-    let body = lake.get(&Path::from("raw/dt=2026-11-01/part-1.ndjson")).await.expect("get").bytes().await.expect("bytes");
+    let body = lake
+        .get(&Path::from("raw/dt=2026-11-01/part-1.ndjson"))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
     assert_eq!(&body[..], b"{\"id\":\"2026-11-01-1\"}\n");
 
     // The prefix is real: the object sits under tweets/ in the bucket, as the JSON API lists it.
@@ -153,30 +182,66 @@ async fn bigquery_emulator_inserts_and_groups_rows() {
     };
     let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
     let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
-    let client = cilvest_workers::warehouse::client(Some(&endpoint)).await.expect("bigquery client");
+    let client = cilvest_workers::warehouse::client(Some(&endpoint))
+        .await
+        .expect("bigquery client");
     let dataset = unique("smoke").replace('-', "_");
-    client.dataset().create(Dataset::new(&project, &dataset)).await.expect("create dataset");
-    let schema = TableSchema::new(vec![TableFieldSchema::string("keyword"), TableFieldSchema::integer("tweet_id")]);
-    client.table().create(Table::new(&project, &dataset, "tweets", schema)).await.expect("create table");
+    client
+        .dataset()
+        .create(Dataset::new(&project, &dataset))
+        .await
+        .expect("create dataset");
+    let schema = TableSchema::new(vec![
+        TableFieldSchema::string("keyword"),
+        TableFieldSchema::integer("tweet_id"),
+    ]);
+    client
+        .table()
+        .create(Table::new(&project, &dataset, "tweets", schema))
+        .await
+        .expect("create table");
 
     let rows = [("saham", 1), ("saham", 2), ("sukuk", 3), ("saham", 4), ("reksadana", 5)];
     let mut request = TableDataInsertAllRequest::new();
     for (keyword, id) in rows {
-        request.add_row(None, json!({"keyword": keyword, "tweet_id": id})).expect("row");
+        request
+            .add_row(None, json!({"keyword": keyword, "tweet_id": id}))
+            .expect("row");
     }
-    let inserted = client.tabledata().insert_all(&project, &dataset, "tweets", request).await.expect("insertAll");
-    assert!(inserted.insert_errors.as_ref().is_none_or(|e| e.is_empty()), "insert errors: {:?}", inserted.insert_errors);
+    let inserted = client
+        .tabledata()
+        .insert_all(&project, &dataset, "tweets", request)
+        .await
+        .expect("insertAll");
+    assert!(
+        inserted.insert_errors.as_ref().is_none_or(|e| e.is_empty()),
+        "insert errors: {:?}",
+        inserted.insert_errors
+    );
 
-    let sql = format!("SELECT keyword, COUNT(*) AS n FROM `{project}.{dataset}.tweets` GROUP BY keyword ORDER BY keyword");
-    let response = client.job().query(&project, QueryRequest::new(sql)).await.expect("query");
+    let sql =
+        format!("SELECT keyword, COUNT(*) AS n FROM `{project}.{dataset}.tweets` GROUP BY keyword ORDER BY keyword");
+    let response = client
+        .job()
+        .query(&project, QueryRequest::new(sql))
+        .await
+        .expect("query");
     let mut result = ResultSet::new_from_query_response(response);
     let mut counts = BTreeMap::new();
     while result.next_row() {
-        let keyword = result.get_string_by_name("keyword").expect("keyword").expect("non-null keyword");
+        let keyword = result
+            .get_string_by_name("keyword")
+            .expect("keyword")
+            .expect("non-null keyword");
         let n = result.get_i64_by_name("n").expect("n").expect("non-null n");
         counts.insert(keyword, n);
     }
-    let expected: BTreeMap<String, i64> = [("reksadana".to_owned(), 1), ("saham".to_owned(), 3), ("sukuk".to_owned(), 1)].into();
+    let expected: BTreeMap<String, i64> = [
+        ("reksadana".to_owned(), 1),
+        ("saham".to_owned(), 3),
+        ("sukuk".to_owned(), 1),
+    ]
+    .into();
     assert_eq!(counts, expected);
 }
 
@@ -199,7 +264,11 @@ async fn search_server_bulk_indexes_and_aggregates() {
         .send()
         .await
         .expect("create index");
-    assert!(created.status_code().is_success(), "create index: {}", created.status_code());
+    assert!(
+        created.status_code().is_success(),
+        "create index: {}",
+        created.status_code()
+    );
 
     let docs = [
         ("1", "saham", "2026-11-01T03:00:00Z", "beli saham bbca"),
@@ -212,9 +281,21 @@ async fn search_server_bulk_indexes_and_aggregates() {
         body.push(json!({"index": {"_id": id}}).into());
         body.push(json!({"keywords": [keyword], "created_at": at, "text": text}).into());
     }
-    let bulk: Value = es.bulk(BulkParts::Index(&index)).body(body).send().await.expect("bulk").json().await.expect("bulk json");
+    let bulk: Value = es
+        .bulk(BulkParts::Index(&index))
+        .body(body)
+        .send()
+        .await
+        .expect("bulk")
+        .json()
+        .await
+        .expect("bulk json");
     assert_eq!(bulk["errors"], json!(false), "{bulk}");
-    es.indices().refresh(IndicesRefreshParts::Index(&[&index])).send().await.expect("refresh");
+    es.indices()
+        .refresh(IndicesRefreshParts::Index(&[&index]))
+        .send()
+        .await
+        .expect("refresh");
 
     let found: Value = es
         .search(SearchParts::Index(&[&index]))
@@ -237,14 +318,24 @@ async fn search_server_bulk_indexes_and_aggregates() {
             .unwrap_or_else(|| panic!("no {agg} buckets in {found}"))
             .iter()
             .map(|b| {
-                let key = b.get("key_as_string").or_else(|| b.get("key")).map(|k| k.as_str().map_or(k.to_string(), str::to_owned));
+                let key = b
+                    .get("key_as_string")
+                    .or_else(|| b.get("key"))
+                    .map(|k| k.as_str().map_or(k.to_string(), str::to_owned));
                 (key.unwrap_or_default(), b["doc_count"].as_u64().unwrap_or(0))
             })
             .collect()
     };
     let mut per_keyword = buckets("per_keyword");
     per_keyword.sort();
-    assert_eq!(per_keyword, [("reksadana".to_owned(), 1), ("saham".to_owned(), 2), ("sukuk".to_owned(), 1)]);
+    assert_eq!(
+        per_keyword,
+        [
+            ("reksadana".to_owned(), 1),
+            ("saham".to_owned(), 2),
+            ("sukuk".to_owned(), 1)
+        ]
+    );
     let per_day: Vec<u64> = buckets("per_day").into_iter().map(|(_, n)| n).collect();
     assert_eq!(per_day, [2, 2], "{found}");
 }
@@ -280,6 +371,9 @@ fn spark_runs_a_pyspark_job_in_local_mode() {
         .expect("run spark-submit");
     assert!(status.success(), "spark-submit failed: {status}");
     let counts: BTreeMap<String, u64> = serde_json::from_slice(&std::fs::read(&output).expect("output")).expect("json");
-    assert_eq!(counts, BTreeMap::from([("saham".to_owned(), 3), ("sukuk".to_owned(), 2)]));
+    assert_eq!(
+        counts,
+        BTreeMap::from([("saham".to_owned(), 3), ("sukuk".to_owned(), 2)])
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
