@@ -1,13 +1,13 @@
 # shellcheck shell=bash
 # Spark: pyspark 4.x from the shared venv, run as `spark-submit --master local[2]` on the machine's
-# Java 17. There is no server: start checks once that spark-submit runs and records it; the tests
-# call $CILVEST_SPARK_SUBMIT themselves after `eval "$(scripts/testenv env)"`.
+# Java 17. There is no server: start writes the Spark config and checks once that spark-submit runs;
+# the tests call $CILVEST_SPARK_SUBMIT themselves after `eval "$(scripts/testenv env)"`.
 # spark-submit needs PYSPARK_PYTHON (or SPARK_HOME) to find the pip-installed Spark: without it,
 # it asks the python3 on PATH, which has no pyspark. spark_env exports both.
 # Sourced by scripts/testenv; uses the shared venv from common.sh.
 
 spark_dir() { echo "$CILVEST_RUN/spark"; }
-spark_conf_dir() { echo "$CILVEST_CACHE/spark-conf"; }
+spark_conf_dir() { echo "$CILVEST_RUN/spark/conf"; }
 
 spark_home() {
   local home
@@ -25,35 +25,31 @@ spark_vars() {
   echo "SPARK_HOME=$(spark_home)"
   echo "SPARK_CONF_DIR=$(spark_conf_dir)"
   echo "SPARK_LOCAL_IP=127.0.0.1"
+  echo "SPARK_LOCAL_DIRS=$(spark_dir)/tmp"
 }
 
 spark_install() {
   py_venv_install || return 1
   command -v java >/dev/null || die "spark needs Java 17+ on PATH (Debian: openjdk-17-jre-headless)"
-  local conf run
-  conf=$(spark_conf_dir); run=$(spark_dir)
-  mkdir -p "$conf"
+}
+
+# Start: write spark-defaults.conf, run `spark-submit --version` once (seconds: it starts a JVM) and
+# record the venv it ran from; spark_healthy only checks that record, so `status` stays fast.
+spark_start() {
+  local dir conf venv out vars
+  dir=$(spark_dir); conf=$(spark_conf_dir); venv=$(py_venv)
+  mkdir -p "$dir/tmp" "$dir/warehouse" "$conf"
+  rm -f "$dir/ready"
   # Defaults for every spark-submit of the tests: local, loopback only, no UI, few shuffle partitions.
-  cat >"$conf/spark-defaults.conf.tmp" <<EOF
+  cat >"$conf/spark-defaults.conf" <<EOF
 spark.master                      local[2]
 spark.driver.host                 127.0.0.1
 spark.driver.bindAddress          127.0.0.1
 spark.ui.enabled                  false
 spark.sql.shuffle.partitions      2
 spark.sql.session.timeZone        UTC
-spark.local.dir                   $run/tmp
-spark.sql.warehouse.dir           $run/warehouse
+spark.sql.warehouse.dir           $dir/warehouse
 EOF
-  mv "$conf/spark-defaults.conf.tmp" "$conf/spark-defaults.conf"
-}
-
-# Start: run `spark-submit --version` once (several seconds: it starts a JVM) and record the venv it
-# ran from; spark_healthy then only checks that record, so `status` stays fast.
-spark_start() {
-  local dir venv out vars
-  dir=$(spark_dir); venv=$(py_venv)
-  mkdir -p "$dir/tmp" "$dir/warehouse"
-  rm -f "$dir/ready"
   mapfile -t vars < <(spark_vars)
   if ! out=$(cd "$dir" && env "${vars[@]}" "$venv/bin/spark-submit" --version 2>&1); then
     printf '%s\n' "$out" >>"$CILVEST_RUN/logs/spark.log"
@@ -69,10 +65,10 @@ spark_stop() {
 }
 
 spark_healthy() {
-  local venv
-  venv=$(py_venv)
-  [[ -x $venv/bin/spark-submit && -f $venv/.complete && -f $(spark_dir)/ready ]] \
-    && [[ $(cat "$(spark_dir)/ready") == "$venv" ]]
+  local venv dir
+  venv=$(py_venv); dir=$(spark_dir)
+  [[ -x $venv/bin/spark-submit && -f $venv/.complete && -f $dir/ready && -f $(spark_conf_dir)/spark-defaults.conf ]] \
+    && [[ $(cat "$dir/ready") == "$venv" ]]
 }
 
 spark_env() {

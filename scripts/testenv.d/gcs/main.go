@@ -195,6 +195,8 @@ func writeXML(w http.ResponseWriter, v any) {
 		xmlError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
+	// encoding/xml writes '"' in text as &#34;; GCS sends ETags as plain "...", which is equally valid XML.
+	body = bytes.ReplaceAll(body, []byte("&#34;"), []byte(`"`))
 	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(xml.Header))
@@ -331,17 +333,22 @@ func (f *front) put(w http.ResponseWriter, r *http.Request, bucket, name string)
 	}
 }
 
-// parseCopySource splits "bucket/percent-encoded-object" (a leading slash is allowed).
+// parseCopySource splits "bucket/object", each percent-encoded (a leading slash is allowed).
 func parseCopySource(src string) (string, string, error) {
 	bucket, object, ok := strings.Cut(strings.TrimPrefix(src, "/"), "/")
 	if !ok || bucket == "" || object == "" {
 		return "", "", fmt.Errorf("invalid x-goog-copy-source %q", src)
 	}
+	// object_store percent-encodes both parts (the bucket too: "my%2Dbucket/dir%2Ffile").
+	bucketName, err := url.PathUnescape(bucket)
+	if err != nil {
+		return "", "", fmt.Errorf("invalid x-goog-copy-source %q: %v", src, err)
+	}
 	name, err := url.PathUnescape(object)
 	if err != nil {
 		return "", "", fmt.Errorf("invalid x-goog-copy-source %q: %v", src, err)
 	}
-	return bucket, name, nil
+	return bucketName, name, nil
 }
 
 type initiateResult struct {
