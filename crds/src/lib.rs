@@ -9,9 +9,11 @@
 
 pub mod spec;
 pub mod validate;
+pub mod worker_config;
 
 pub use spec::*;
 pub use validate::{InvalidSpec, validate, x_query};
+pub use worker_config::WorkerConfig;
 
 use kube::CustomResourceExt;
 

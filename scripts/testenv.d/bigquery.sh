@@ -29,9 +29,9 @@ for pkg in (duckdb_extension_spatial, duckdb_extension_avro):
         sys.exit(f"{pkg.__name__} has no extension for duckdb {version}")
     for src in files:
         target = dest / src.name
-        if not (target.exists() and filecmp.cmp(src, target, shallow=False)):
+        if not (target.exists() and filecmp.cmp(src, target, shallow=True)):
             tmp = target.with_name(target.name + ".tmp")
-            shutil.copyfile(src, tmp)
+            shutil.copy2(src, tmp)  # keeps mtime: the next check is a stat
             os.replace(tmp, target)
             print(f"[testenv] copied {src.name} to {dest}", file=sys.stderr)
 PY

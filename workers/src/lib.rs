@@ -10,4 +10,6 @@
 
 pub mod lake;
 pub mod search;
+pub mod telemetry;
+pub mod tweet;
 pub mod warehouse;
