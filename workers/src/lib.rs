@@ -8,6 +8,7 @@
 //! (Elasticsearch).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod lake;
 pub mod search;
 pub mod telemetry;

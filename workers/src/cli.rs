@@ -1,0 +1,72 @@
+//! The `cilvest` command line: one subcommand per job.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cilvest", version, about = "Cilvest workers: producer, consumer, daily job and demo")]
+pub struct Args {
+    /// Log format: `json` (default in containers) or `text`.
+    #[arg(long, global = true, env = "CILVEST_LOG_FORMAT", default_value = "json")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Poll X recent search and publish tweets to the raw Kafka topic.
+    Producer,
+    /// Move raw tweets from Kafka into the data lake.
+    Consumer,
+    /// Clean and classify one day of tweets, load BigQuery, build the marts and index search.
+    Daily,
+    /// Run the whole pipeline on this machine with embedded defaults.
+    Demo,
+}
+
+impl Args {
+    /// Parse the command line, run the chosen job, and map its outcome to an exit code.
+    pub fn parse_and_run() -> ExitCode {
+        let args = Self::parse();
+        init_logging(args.log_format);
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("error: failed to start the async runtime: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(args.command.run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "cilvest failed");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+impl Command {
+    async fn run(self) -> anyhow::Result<()> {
+        // Subcommands land one issue at a time; until then say so plainly rather than pretend.
+        anyhow::bail!("`cilvest {self:?}` is not implemented yet")
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
