@@ -279,7 +279,11 @@ pub struct QueryTooLong {
 pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
     let query = render_query(spec, true);
     let length = query.chars().count();
-    if length > X_QUERY_LIMIT { Err(QueryTooLong { length }) } else { Ok(query) }
+    if length > X_QUERY_LIMIT {
+        Err(QueryTooLong { length })
+    } else {
+        Ok(query)
+    }
 }
 
 /// Without `dedup` this is the worst case the CRD's CEL rule measures, so both reject the same specs.
@@ -290,7 +294,13 @@ fn render_query(spec: &CilvestPipelineSpec, dedup: bool) -> String {
         .iter()
         .flat_map(|k| k.terms.iter())
         .filter(|term| !dedup || seen.insert(term.to_lowercase()))
-        .map(|term| if term.contains(' ') { format!("\"{term}\"") } else { term.clone() })
+        .map(|term| {
+            if term.contains(' ') {
+                format!("\"{term}\"")
+            } else {
+                term.clone()
+            }
+        })
         .collect();
     let mut query = format!("({}) lang:{}", terms.join(" OR "), canonical_language(&spec.language));
     if spec.drop_retweets {

@@ -41,7 +41,11 @@ impl WorkerConfig {
     /// Resolve names and addresses for `pipeline`. Pure: no cluster access.
     pub fn for_pipeline(pipeline: &CilvestPipeline) -> Self {
         let name = pipeline.metadata.name.clone().unwrap_or_default();
-        let namespace = pipeline.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let namespace = pipeline
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let spec = &pipeline.spec;
         let kafka_bootstrap = match (&spec.kafka.bootstrap_servers, &spec.kafka.strimzi_cluster) {
             (Some(servers), _) => servers.clone(),
@@ -73,5 +77,9 @@ impl WorkerConfig {
 
 /// The raw topic's Kafka name: the spec's, or `cilvest.<pipeline>.raw`.
 pub fn raw_topic_name(pipeline: &str, spec: &CilvestPipelineSpec) -> String {
-    spec.topics.raw.name.clone().unwrap_or_else(|| format!("cilvest.{pipeline}.raw"))
+    spec.topics
+        .raw
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("cilvest.{pipeline}.raw"))
 }

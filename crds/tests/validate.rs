@@ -58,7 +58,8 @@ fn every_bad_spec_is_rejected_naming_its_field() {
 
 #[test]
 fn validate_reports_every_problem_at_once() {
-    let spec = patched(&serde_json::json!({"keywords": [], "schedule": {"daily": "x"}, "topics": {"raw": {"partitions": 0}}}));
+    let spec =
+        patched(&serde_json::json!({"keywords": [], "schedule": {"daily": "x"}, "topics": {"raw": {"partitions": 0}}}));
     let errors = validate(&spec, None).expect_err("invalid").0;
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     for field in ["spec.keywords", "spec.schedule.daily", "spec.topics.raw.partitions"] {
@@ -69,9 +70,18 @@ fn validate_reports_every_problem_at_once() {
 #[test]
 fn rust_only_rules_reject_what_the_schema_cannot_see() {
     for (patch, field) in [
-        (serde_json::json!({"schedule": {"timeZone": "Mars/Olympus_Mons"}}), "spec.schedule.timeZone"),
-        (serde_json::json!({"source": {"x": {"backfill": "8d"}}}), "spec.source.x.backfill"),
-        (serde_json::json!({"keywords": [{"name": "saham", "terms": ["saham"]}, {"name": "saham", "terms": ["ihsg"]}]}), "spec.keywords[1].name"),
+        (
+            serde_json::json!({"schedule": {"timeZone": "Mars/Olympus_Mons"}}),
+            "spec.schedule.timeZone",
+        ),
+        (
+            serde_json::json!({"source": {"x": {"backfill": "8d"}}}),
+            "spec.source.x.backfill",
+        ),
+        (
+            serde_json::json!({"keywords": [{"name": "saham", "terms": ["saham"]}, {"name": "saham", "terms": ["ihsg"]}]}),
+            "spec.keywords[1].name",
+        ),
     ] {
         let errors = validate(&patched(&patch), None).expect_err("invalid").0;
         assert!(errors.iter().any(|e| e.path == field), "{field}: {errors:?}");
@@ -89,6 +99,8 @@ fn query_for_cilvest_keywords() {
 
 #[test]
 fn query_uses_the_canonical_language_code_and_keeps_retweets_when_asked() {
-    let spec = patched(&serde_json::json!({"language": "in", "dropRetweets": false, "keywords": [{"name": "saham", "terms": ["saham", "SAHAM"]}]}));
+    let spec = patched(
+        &serde_json::json!({"language": "in", "dropRetweets": false, "keywords": [{"name": "saham", "terms": ["saham", "SAHAM"]}]}),
+    );
     assert_eq!(x_query(&spec).expect("fits"), "(saham) lang:id");
 }

@@ -51,7 +51,10 @@ async fn both_examples_are_accepted_and_the_minimal_one_is_completed_by_schema_d
     let (client, ns, pipelines) = setup("crd-examples").await;
     for text in [FULL, MINIMAL] {
         let pipeline: CilvestPipeline = serde_json::from_value(example(text)).expect("example");
-        pipelines.create(&PostParams::default(), &pipeline).await.expect("example accepted");
+        pipelines
+            .create(&PostParams::default(), &pipeline)
+            .await
+            .expect("example accepted");
     }
     let minimal = pipelines.get("minimal").await.expect("get minimal");
     // Defaults live in the schema, so the stored object is complete and the operator never writes spec
@@ -74,9 +77,16 @@ async fn every_bad_spec_is_rejected_with_a_message_naming_its_field() {
     for (i, case) in cases.iter().enumerate() {
         let name = format!("bad-{i}");
         let result = match &case.previous {
-            None => pipelines.create(&PostParams::default(), &patched_full(&name, &case.patch)).await,
+            None => {
+                pipelines
+                    .create(&PostParams::default(), &patched_full(&name, &case.patch))
+                    .await
+            }
             Some(previous) => {
-                pipelines.create(&PostParams::default(), &patched_full(&name, previous)).await.expect("previous spec");
+                pipelines
+                    .create(&PostParams::default(), &patched_full(&name, previous))
+                    .await
+                    .expect("previous spec");
                 let update = patched_full(&name, &case.patch);
                 let params = PatchParams::apply("cilvest-tests").force();
                 pipelines.patch(&name, &params, &Patch::Apply(&update)).await
@@ -84,12 +94,18 @@ async fn every_bad_spec_is_rejected_with_a_message_naming_its_field() {
         };
         match result {
             Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains(&case.field) => {}
-            Err(kube::Error::Api(status)) => failures.push(format!("{}: {} {}", case.case, status.code, status.message)),
+            Err(kube::Error::Api(status)) => {
+                failures.push(format!("{}: {} {}", case.case, status.code, status.message))
+            }
             Err(other) => failures.push(format!("{}: {other}", case.case)),
             Ok(_) => failures.push(format!("{}: accepted", case.case)),
         }
     }
-    assert!(failures.is_empty(), "not rejected as expected:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "not rejected as expected:\n{}",
+        failures.join("\n")
+    );
     delete_namespace(&client, &ns).await;
 }
 
@@ -97,10 +113,20 @@ async fn every_bad_spec_is_rejected_with_a_message_naming_its_field() {
 async fn status_is_written_only_through_the_status_subresource() {
     let (client, ns, pipelines) = setup("crd-status").await;
     let pipeline: CilvestPipeline = serde_json::from_value(example(MINIMAL)).expect("example");
-    pipelines.create(&PostParams::default(), &pipeline).await.expect("create");
+    pipelines
+        .create(&PostParams::default(), &pipeline)
+        .await
+        .expect("create");
     let status = json!({"status": {"phase": "Ready"}});
-    let after_main = pipelines.patch("minimal", &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch");
-    assert!(after_main.status.is_none(), "status written through the main resource: {:?}", after_main.status);
+    let after_main = pipelines
+        .patch("minimal", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch");
+    assert!(
+        after_main.status.is_none(),
+        "status written through the main resource: {:?}",
+        after_main.status
+    );
     let after_status = pipelines
         .patch_status("minimal", &PatchParams::default(), &Patch::Merge(&status))
         .await
@@ -113,11 +139,25 @@ async fn status_is_written_only_through_the_status_subresource() {
 async fn kubectl_explain_shows_field_descriptions() {
     let client = client().await;
     install_crd(&client).await;
-    let output = kubectl().args(["explain", "cilvestpipeline.spec.keywords"]).output().expect("run kubectl explain");
+    let output = kubectl()
+        .args(["explain", "cilvestpipeline.spec.keywords"])
+        .output()
+        .expect("run kubectl explain");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "kubectl explain failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl explain failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("The instruments to measure"), "{text}");
     assert!(text.contains("terms"), "{text}");
-    let output = kubectl().args(["get", "cvp", "-A"]).output().expect("run kubectl get cvp");
-    assert!(output.status.success(), "the short name cvp works: {}", String::from_utf8_lossy(&output.stderr));
+    let output = kubectl()
+        .args(["get", "cvp", "-A"])
+        .output()
+        .expect("run kubectl get cvp");
+    assert!(
+        output.status.success(),
+        "the short name cvp works: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

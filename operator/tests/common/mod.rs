@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition};
+use k8s_openapi::{
+    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -62,7 +64,6 @@ pub async fn install_crd(client: &Client) {
     .expect("watch CRD");
 }
 
-
 pub async fn delete_namespace(client: &Client, name: &str) {
     Api::<Namespace>::all(client.clone())
         .delete(name, &kube::api::DeleteParams::default())
@@ -73,6 +74,9 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 /// `kubectl` from the test environment's build when there is one, else the one on PATH.
 pub fn kubectl() -> std::process::Command {
     let bin = std::env::var("CILVEST_K8S_BIN").map(|dir| format!("{dir}/kubectl"));
-    let bin = bin.ok().filter(|p| std::path::Path::new(p).exists()).unwrap_or_else(|| "kubectl".to_owned());
+    let bin = bin
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| "kubectl".to_owned());
     std::process::Command::new(bin)
 }

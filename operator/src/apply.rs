@@ -1,0 +1,312 @@
+//! Applying children: the one server-side-apply helper, the live-state listing it compares against, and the
+//! deletion of labelled orphans.
+
+use std::{collections::BTreeMap, fmt::Debug};
+
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment,
+        batch::v1::CronJob,
+        core::v1::{ConfigMap, ServiceAccount},
+    },
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::build::{HASH_ANNOTATION, MANAGER, Resources, children_selector};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("failed to apply {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to list {kind} children: {source}")]
+    List {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to delete orphaned {kind} {name}: {source}")]
+    Delete {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the {kind} API ({api_version}) is not served: is its operator installed?")]
+    MissingCrd { kind: String, api_version: String },
+}
+
+/// The children that exist now, by kind and name, with the hash of what was last applied to each.
+#[derive(Debug, Default)]
+pub struct LiveChildren {
+    hashes: BTreeMap<(String, String), Option<String>>,
+    /// Live external objects, kept whole for status (KafkaTopic readiness, Elasticsearch health).
+    pub objects: BTreeMap<(String, String), DynamicObject>,
+    pub deployments: Vec<Deployment>,
+}
+
+/// How many writes one pass made; zero for an unchanged pipeline.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Writes {
+    pub applied: usize,
+    pub deleted: usize,
+}
+
+/// Which external kinds this cluster serves; a kind that is absent is reported, not retried in a tight loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExternalApis {
+    pub kafka_topic: bool,
+    pub elasticsearch: bool,
+    pub kibana: bool,
+}
+
+/// Read every child of `pipeline` in `namespace`, by label. A 404 on an external kind means its CRD is missing.
+pub async fn list_children(
+    client: &Client,
+    namespace: &str,
+    pipeline: &str,
+    externals: &[(ApiResource, bool)],
+) -> Result<(LiveChildren, Vec<bool>), ApplyError> {
+    let params = ListParams::default().labels(&children_selector(pipeline));
+    let mut live = LiveChildren::default();
+    live.record(list_typed::<ConfigMap>(client, namespace, &params).await?);
+    live.record(list_typed::<ServiceAccount>(client, namespace, &params).await?);
+    live.record(list_typed::<CronJob>(client, namespace, &params).await?);
+    let deployments = list_typed::<Deployment>(client, namespace, &params).await?;
+    live.record(deployments.clone());
+    live.deployments = deployments;
+    let mut served = Vec::new();
+    for (resource, _) in externals {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+        match api.list(&params).await {
+            Ok(list) => {
+                served.push(true);
+                for object in list.items {
+                    let key = (resource.kind.clone(), object.name_any());
+                    live.hashes
+                        .insert(key.clone(), object.annotations().get(HASH_ANNOTATION).cloned());
+                    live.objects.insert(key, object);
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => served.push(false),
+            Err(source) => {
+                return Err(ApplyError::List {
+                    kind: resource.kind.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok((live, served))
+}
+
+impl LiveChildren {
+    fn record<K: Resource<DynamicType = ()>>(&mut self, objects: Vec<K>) {
+        for object in objects {
+            let key = (K::kind(&()).into_owned(), object.name_any());
+            self.hashes
+                .insert(key, object.annotations().get(HASH_ANNOTATION).cloned());
+        }
+    }
+}
+
+async fn list_typed<K>(client: &Client, namespace: &str, params: &ListParams) -> Result<Vec<K>, ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.list(params)
+        .await
+        .map(|l| l.items)
+        .map_err(|source| ApplyError::List {
+            kind: K::kind(&()).into_owned(),
+            source,
+        })
+}
+
+/// Apply every desired child that changed, then delete labelled children that are no longer desired.
+/// Destructuring without `..` makes a new child that is never applied a compile error.
+pub async fn apply_all(
+    client: &Client,
+    namespace: &str,
+    resources: Resources,
+    live: &LiveChildren,
+    externals: ExternalApis,
+) -> Result<Writes, ApplyError> {
+    let Resources {
+        config,
+        service_accounts,
+        producer,
+        consumer,
+        daily,
+        raw_topic,
+        elasticsearch,
+        kibana,
+    } = resources;
+    let mut pass = Pass {
+        client,
+        namespace,
+        live,
+        writes: Writes::default(),
+        desired: Vec::new(),
+    };
+    // The ConfigMap and ServiceAccounts go first: the pods below mount and run as them.
+    pass.typed(config).await?;
+    for account in service_accounts {
+        pass.typed(account).await?;
+    }
+    pass.typed(producer).await?;
+    pass.typed(consumer).await?;
+    pass.typed(daily).await?;
+    for (object, served) in [
+        (raw_topic, externals.kafka_topic),
+        (elasticsearch, externals.elasticsearch),
+        (kibana, externals.kibana),
+    ] {
+        if let Some(object) = object {
+            if !served {
+                let types = object.types.clone().unwrap_or_default();
+                return Err(ApplyError::MissingCrd {
+                    kind: types.kind,
+                    api_version: types.api_version,
+                });
+            }
+            pass.dynamic(object).await?;
+        }
+    }
+    pass.delete_orphans().await?;
+    Ok(pass.writes)
+}
+
+struct Pass<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    live: &'a LiveChildren,
+    writes: Writes,
+    desired: Vec<(String, String)>,
+}
+
+impl Pass<'_> {
+    async fn typed<K>(&mut self, object: K) -> Result<(), ApplyError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), self.namespace);
+        let kind = K::kind(&()).into_owned();
+        self.apply(&api, kind, object).await
+    }
+
+    async fn dynamic(&mut self, object: DynamicObject) -> Result<(), ApplyError> {
+        let types = object.types.clone().unwrap_or_default();
+        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+        let resource = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, &types.kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), self.namespace, &resource);
+        self.apply(&api, types.kind, object).await
+    }
+
+    async fn apply<K>(&mut self, api: &Api<K>, kind: String, object: K) -> Result<(), ApplyError>
+    where
+        K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let name = object.name_any();
+        self.desired.push((kind.clone(), name.clone()));
+        if apply(
+            api,
+            object,
+            self.live.hashes.get(&(kind.clone(), name.clone())).cloned().flatten(),
+        )
+        .await
+        .map_err(|source| ApplyError::Apply { kind, name, source })?
+        {
+            self.writes.applied += 1;
+        }
+        Ok(())
+    }
+
+    async fn delete_orphans(&mut self) -> Result<(), ApplyError> {
+        for (kind, name) in self.live.hashes.keys() {
+            if self.desired.iter().any(|(k, n)| k == kind && n == name) {
+                continue;
+            }
+            let result = match kind.as_str() {
+                "ConfigMap" => delete::<ConfigMap>(self.client, self.namespace, name).await,
+                "ServiceAccount" => delete::<ServiceAccount>(self.client, self.namespace, name).await,
+                "Deployment" => delete::<Deployment>(self.client, self.namespace, name).await,
+                "CronJob" => delete::<CronJob>(self.client, self.namespace, name).await,
+                _ => match self.live.objects.get(&(kind.clone(), name.clone())) {
+                    Some(object) => {
+                        let types = object.types.clone().unwrap_or_default();
+                        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+                        let resource = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
+                        let api: Api<DynamicObject> =
+                            Api::namespaced_with(self.client.clone(), self.namespace, &resource);
+                        api.delete(name, &DeleteParams::background()).await.map(|_| ())
+                    }
+                    None => Ok(()),
+                },
+            };
+            match result {
+                Ok(()) => self.writes.deleted += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => {
+                    return Err(ApplyError::Delete {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .delete(name, &DeleteParams::background())
+        .await
+        .map(|_| ())
+}
+
+/// The one write path: server-side apply as `cilvest-operator`, forced, unless the live object already carries
+/// the hash of exactly this desired state. Returns whether it wrote.
+pub async fn apply<K>(api: &Api<K>, mut object: K, live_hash: Option<String>) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let hash = fingerprint(&object);
+    if live_hash.as_deref() == Some(hash.as_str()) {
+        return Ok(false);
+    }
+    object
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(HASH_ANNOTATION.to_owned(), hash);
+    let name = object.name_any();
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
+        .await?;
+    Ok(true)
+}
+
+/// A stable 64-bit FNV-1a hash of the object's JSON. Stable across builds, unlike `DefaultHasher`, so an operator
+/// upgrade that renders the same objects writes nothing.
+pub fn fingerprint<K: Serialize>(object: &K) -> String {
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}

@@ -1,0 +1,341 @@
+//! The controller: watch pipelines and their children, and run validate -> build -> apply -> status for each.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::{CronJob, Job},
+    core::v1::{ConfigMap, Secret},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams},
+    core::{DeserializeGuard, ObjectMeta},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use tracing::{info, instrument, warn};
+
+use cilvest_crds::{CilvestPipeline, CilvestPipelineStatus, validate};
+
+use crate::{
+    apply::{self, ApplyError, ExternalApis, Writes},
+    build::{self, BuildOptions, MANAGER, PIPELINE_LABEL},
+    status::{self, Problem},
+    telemetry::Metrics,
+};
+
+/// How often an unchanged pipeline is looked at again, to copy its children's health into status.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon to look again at a pipeline blocked on something outside it (a Secret, a CRD).
+const BLOCKED_RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("failed to read secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to update the status of {name}: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Low-cardinality category for metrics labels and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
+            Error::Apply(ApplyError::List { .. }) => "ListFailed",
+            Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
+            Error::Apply(ApplyError::MissingCrd { .. }) => "CrdMissing",
+            Error::Secret { .. } => "SecretReadFailed",
+            Error::Status { .. } => "StatusFailed",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub options: BuildOptions,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Consecutive failures per pipeline, for per-object exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<CilvestPipeline>>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, options: BuildOptions, metrics: Metrics, instance: String) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_owned(),
+            instance: Some(instance),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            options,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+/// Run the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let dynamic = |resource: &kube::api::ApiResource| -> Api<DynamicObject> {
+        match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+            None => Api::all_with(client.clone(), resource),
+        }
+    };
+    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let topic = build::kafka_topic_resource(cilvest_crds::StrimziTopicVersion::V1);
+    let es = build::elasticsearch_resource();
+    let kibana = build::kibana_resource();
+    let pipelines: Api<DeserializeGuard<CilvestPipeline>> = scoped(&client, namespace.as_deref());
+    Controller::new(pipelines, watcher::Config::default())
+        .owns(scoped::<Deployment>(&client, namespace.as_deref()), children.clone())
+        .owns(scoped::<CronJob>(&client, namespace.as_deref()), children.clone())
+        .owns(scoped::<ConfigMap>(&client, namespace.as_deref()), children.clone())
+        // Missing Strimzi or ECK CRDs make these watches fail and back off; the reconcile reports it as a condition.
+        .owns_with(dynamic(&topic), topic.clone(), children.clone())
+        .owns_with(dynamic(&es), es.clone(), children.clone())
+        .owns_with(dynamic(&kibana), kibana.clone(), children.clone())
+        // Daily Jobs belong to the CronJob, not to the pipeline: map them back by label.
+        .watches(scoped::<Job>(&client, namespace.as_deref()), children, |job| {
+            let pipeline = job.labels().get(PIPELINE_LABEL)?;
+            Some(ObjectRef::new(pipeline).within(job.namespace().as_deref()?))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "reconcile loop error");
+            }
+        })
+        .await;
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[instrument(skip_all, fields(pipeline = %guard.name_any(), namespace = guard.namespace().unwrap_or_default()))]
+async fn reconcile(guard: Arc<DeserializeGuard<CilvestPipeline>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = match &guard.0 {
+        Ok(pipeline) => reconcile_pipeline(pipeline, &ctx).await,
+        Err(invalid) => reconcile_undecodable(&invalid.metadata, &invalid.error, &ctx).await,
+    };
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        let key = ObjectRef::from_obj(guard.as_ref());
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+    result
+}
+
+fn error_policy(guard: Arc<DeserializeGuard<CilvestPipeline>>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .get_or_create(&vec![("category".to_owned(), error.category().to_owned())])
+        .inc();
+    warn!(pipeline = %guard.name_any(), category = error.category(), error = %error, "reconcile failed");
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(ObjectRef::from_obj(guard.as_ref())).or_insert(0);
+    *count = count.saturating_add(1);
+    // 1 s, 2 s, 4 s ... capped at 5 minutes.
+    Action::requeue(Duration::from_secs(1u64 << (*count - 1).min(8)).min(RESYNC))
+}
+
+async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result<Action, Error> {
+    let name = pipeline.name_any();
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let previous = pipeline.status.as_ref();
+    let keywords = pipeline
+        .spec
+        .keywords
+        .iter()
+        .map(|k| k.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    if let Err(invalid) = validate(&pipeline.spec, None) {
+        let problem = Problem {
+            reason: "InvalidSpec".to_owned(),
+            message: invalid.to_string(),
+        };
+        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new()).await?;
+        // Nothing will change until the spec does.
+        return Ok(Action::await_change());
+    }
+
+    let secret = &pipeline.spec.source.x.bearer_token_secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret_exists = secrets
+        .get_metadata_opt(&secret.name)
+        .await
+        .map_err(|source| Error::Secret {
+            name: secret.name.clone(),
+            source,
+        })?;
+    let problem = secret_exists.is_none().then(|| Problem {
+        reason: "SecretMissing".to_owned(),
+        message: format!(
+            "secret {} (key {}) referenced by spec.source.x.bearerTokenSecretRef does not exist in namespace {namespace}",
+            secret.name, secret.key
+        ),
+    });
+
+    let topic_version = pipeline.spec.kafka.topic_api_version;
+    let externals = [
+        (build::kafka_topic_resource(topic_version), true),
+        (build::elasticsearch_resource(), true),
+        (build::kibana_resource(), true),
+    ];
+    let (live, served) = apply::list_children(&ctx.client, &namespace, &name, &externals).await?;
+    let served = ExternalApis {
+        kafka_topic: served.first().copied().unwrap_or(false),
+        elasticsearch: served.get(1).copied().unwrap_or(false),
+        kibana: served.get(2).copied().unwrap_or(false),
+    };
+
+    let resources = build::build(pipeline, &ctx.options);
+    let wants_search = resources.elasticsearch.is_some();
+    let (writes, problem) = match apply::apply_all(&ctx.client, &namespace, resources, &live, served).await {
+        Ok(writes) => (writes, problem),
+        Err(ApplyError::MissingCrd { kind, api_version }) => {
+            let (reason, operator) = match kind.as_str() {
+                "KafkaTopic" => ("StrimziNotInstalled", "Strimzi"),
+                _ => ("EckNotInstalled", "ECK"),
+            };
+            let missing = Problem {
+                reason: reason.to_owned(),
+                message: format!(
+                    "the {kind} API ({api_version}) is not served by this cluster: install {operator} or change the pipeline"
+                ),
+            };
+            (Writes::default(), Some(missing))
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if writes.applied + writes.deleted > 0 {
+        info!(applied = writes.applied, deleted = writes.deleted, "children updated");
+        event(
+            ctx,
+            pipeline,
+            EventType::Normal,
+            "Applied",
+            &format!("applied {} and deleted {} children", writes.applied, writes.deleted),
+        )
+        .await;
+    }
+    if let Some(problem) = &problem
+        && previous.and_then(|s| s.phase.as_deref()) != Some(status::DEGRADED)
+    {
+        event(ctx, pipeline, EventType::Warning, &problem.reason, &problem.message).await;
+    }
+
+    let children = status::child_health(&live, &name, wants_search);
+    publish_status(pipeline, ctx, keywords, problem.as_ref(), children).await?;
+    Ok(if problem.is_some() {
+        Action::requeue(BLOCKED_RETRY)
+    } else {
+        Action::requeue(RESYNC)
+    })
+}
+
+/// A pipeline that does not even decode: say so in its status, and wait for it to change.
+async fn reconcile_undecodable(meta: &ObjectMeta, error: &str, ctx: &Context) -> Result<Action, Error> {
+    let (Some(name), Some(namespace)) = (&meta.name, &meta.namespace) else {
+        return Ok(Action::await_change());
+    };
+    let api: Api<CilvestPipeline> = Api::namespaced(ctx.client.clone(), namespace);
+    let problem = Problem {
+        reason: "InvalidSpec".to_owned(),
+        message: format!("the pipeline does not decode: {error}"),
+    };
+    let status = status::compute(None, meta.generation, String::new(), false, Some(&problem), Vec::new());
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status {
+            name: name.clone(),
+            source,
+        })?;
+    Ok(Action::await_change())
+}
+
+async fn publish_status(
+    pipeline: &CilvestPipeline,
+    ctx: &Context,
+    keywords: String,
+    problem: Option<&Problem>,
+    children: Vec<cilvest_crds::ChildStatus>,
+) -> Result<(), Error> {
+    let previous = pipeline.status.as_ref();
+    let new: CilvestPipelineStatus = status::compute(
+        previous,
+        pipeline.meta().generation,
+        keywords,
+        pipeline.spec.schedule.suspend,
+        problem,
+        children,
+    );
+    ctx.metrics
+        .record_phase(&pipeline.name_any(), new.phase.as_deref().unwrap_or(status::PENDING));
+    if !status::changed(previous, &new) {
+        return Ok(());
+    }
+    let name = pipeline.name_any();
+    let api: Api<CilvestPipeline> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"status": new});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status { name, source })?;
+    Ok(())
+}
+
+async fn event(ctx: &Context, pipeline: &CilvestPipeline, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    // Events are best effort: failing to record one must not fail the reconcile.
+    if let Err(err) = ctx.recorder.publish(&event, &pipeline.object_ref(&())).await {
+        warn!(error = %err, "failed to publish event");
+    }
+}

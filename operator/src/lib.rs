@@ -1,0 +1,21 @@
+//! `cilvest-operator`: keeps each CilvestPipeline's children in place and reports their health.
+//!
+//! ```text
+//!  watch CilvestPipeline + owned children
+//!        │
+//!        ▼
+//!  validate (pure, cilvest-crds) ─▶ build (pure) ─▶ apply (server-side apply, skip unchanged)
+//!        │                                             │
+//!        │                          delete labelled orphans
+//!        ▼                                             ▼
+//!  Degraded condition                        status (Ready / Progressing / Degraded)
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod build;
+pub mod cli;
+pub mod controller;
+pub mod leader;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,225 @@
+//! Status: the conditions people, `kubectl get` and Argo CD read, computed from the children's own health.
+
+use k8s_openapi::{
+    api::apps::v1::Deployment,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::ResourceExt;
+
+use cilvest_crds::{ChildStatus, CilvestPipelineStatus};
+
+use crate::apply::LiveChildren;
+
+/// Phases, in the order a pipeline usually moves through them.
+pub const PENDING: &str = "Pending";
+pub const PROGRESSING: &str = "Progressing";
+pub const READY: &str = "Ready";
+pub const DEGRADED: &str = "Degraded";
+pub const SUSPENDED: &str = "Suspended";
+
+/// A terminal problem that needs a person: it becomes `Degraded` with this reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: String,
+    pub message: String,
+}
+
+/// Health of each child the pipeline wants, from what is live.
+pub fn child_health(live: &LiveChildren, pipeline: &str, wants_search: bool) -> Vec<ChildStatus> {
+    let mut children = Vec::new();
+    for (kind, name) in live.objects.keys() {
+        let Some(object) = live.objects.get(&(kind.clone(), name.clone())) else {
+            continue;
+        };
+        let (ready, message) = match kind.as_str() {
+            "KafkaTopic" => condition_true(&object.data, "Ready"),
+            "Elasticsearch" | "Kibana" => {
+                let health = object.data["status"]["health"].as_str().unwrap_or("unknown");
+                (
+                    matches!(health, "green" | "yellow"),
+                    (!matches!(health, "green" | "yellow")).then(|| format!("health is {health}")),
+                )
+            }
+            _ => continue,
+        };
+        if kind == "Elasticsearch" && !wants_search {
+            continue;
+        }
+        children.push(ChildStatus {
+            kind: kind.clone(),
+            name: name.clone(),
+            ready,
+            message,
+        });
+    }
+    for deployment in &live.deployments {
+        let (ready, message) = deployment_available(deployment);
+        children.push(ChildStatus {
+            kind: "Deployment".to_owned(),
+            name: deployment.name_any(),
+            ready,
+            message,
+        });
+    }
+    children.retain(|c| c.name.starts_with(pipeline));
+    children
+}
+
+fn condition_true(data: &serde_json::Value, kind: &str) -> (bool, Option<String>) {
+    let conditions = data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    match conditions.iter().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == "True" => (true, None),
+        Some(c) => (
+            false,
+            c["message"]
+                .as_str()
+                .map(str::to_owned)
+                .or(Some(format!("{kind} is not True"))),
+        ),
+        None => (false, Some(format!("no {kind} condition yet"))),
+    }
+}
+
+fn deployment_available(deployment: &Deployment) -> (bool, Option<String>) {
+    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    if available >= wanted {
+        (true, None)
+    } else {
+        (false, Some(format!("{available}/{wanted} replicas available")))
+    }
+}
+
+/// The new status: conditions only change their transition time when their status flips.
+pub fn compute(
+    previous: Option<&CilvestPipelineStatus>,
+    generation: Option<i64>,
+    keywords: String,
+    suspended: bool,
+    problem: Option<&Problem>,
+    children: Vec<ChildStatus>,
+) -> CilvestPipelineStatus {
+    let all_ready = children.iter().all(|c| c.ready);
+    let waiting: Vec<String> = children
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| format!("{} {}: {}", c.kind, c.name, c.message.as_deref().unwrap_or("not ready")))
+        .collect();
+    let (phase, ready, progressing, degraded) = match problem {
+        Some(p) => (
+            DEGRADED,
+            ("False", p.reason.as_str(), p.message.clone()),
+            ("False", "Blocked", "waiting for the problem to be fixed".to_owned()),
+            ("True", p.reason.as_str(), p.message.clone()),
+        ),
+        None if suspended => (
+            SUSPENDED,
+            ("False", "Suspended", "spec.schedule.suspend is true".to_owned()),
+            ("False", "Suspended", "spec.schedule.suspend is true".to_owned()),
+            ("False", "AsExpected", String::new()),
+        ),
+        None if all_ready => (
+            READY,
+            ("True", "AllChildrenReady", "every child is ready".to_owned()),
+            ("False", "Reconciled", "every child is up to date".to_owned()),
+            ("False", "AsExpected", String::new()),
+        ),
+        None => (
+            PROGRESSING,
+            ("False", "ChildrenNotReady", waiting.join("; ")),
+            ("True", "RollingOut", waiting.join("; ")),
+            ("False", "AsExpected", String::new()),
+        ),
+    };
+    let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
+        let unchanged = previous_conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status);
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: generation,
+            last_transition_time: unchanged.map_or_else(|| Time(Timestamp::now()), |c| c.last_transition_time.clone()),
+        }
+    };
+    CilvestPipelineStatus {
+        observed_generation: generation,
+        phase: Some(phase.to_owned()),
+        keywords: Some(keywords),
+        conditions: vec![
+            condition("Ready", ready),
+            condition("Progressing", progressing),
+            condition("Degraded", degraded),
+        ],
+        children,
+        last_run: previous.and_then(|s| s.last_run.clone()),
+    }
+}
+
+/// Whether writing `new` would change anything a reader sees (ignoring nothing: times are carried over).
+pub fn changed(previous: Option<&CilvestPipelineStatus>, new: &CilvestPipelineStatus) -> bool {
+    previous != Some(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(ready: bool) -> ChildStatus {
+        ChildStatus {
+            kind: "Deployment".into(),
+            name: "p-producer".into(),
+            ready,
+            message: (!ready).then(|| "0/1 replicas available".into()),
+        }
+    }
+
+    #[test]
+    fn ready_only_when_every_child_is_ready() {
+        let status = compute(
+            None,
+            Some(1),
+            "saham".into(),
+            false,
+            None,
+            vec![child(true), child(false)],
+        );
+        assert_eq!(status.phase.as_deref(), Some(PROGRESSING));
+        let ready = compute(Some(&status), Some(1), "saham".into(), false, None, vec![child(true)]);
+        assert_eq!(ready.phase.as_deref(), Some(READY));
+        assert_eq!(ready.conditions[0].status, "True");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_a_condition_flips() {
+        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)]);
+        let again = compute(Some(&first), Some(2), "saham".into(), false, None, vec![child(true)]);
+        assert_eq!(
+            first.conditions[0].last_transition_time,
+            again.conditions[0].last_transition_time
+        );
+        let problem = Problem {
+            reason: "SecretMissing".into(),
+            message: "secret x not found".into(),
+        };
+        let degraded = compute(Some(&again), Some(2), "saham".into(), false, Some(&problem), vec![]);
+        assert_eq!(degraded.phase.as_deref(), Some(DEGRADED));
+        let degraded_condition = degraded
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .expect("degraded");
+        assert_eq!(
+            (degraded_condition.status.as_str(), degraded_condition.reason.as_str()),
+            ("True", "SecretMissing")
+        );
+    }
+}
