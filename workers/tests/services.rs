@@ -362,14 +362,14 @@ fn spark_runs_a_pyspark_job_in_local_mode() {
     )
     .expect("script");
     let output = dir.join("counts.json");
-    let status = std::process::Command::new(&spark_submit)
+    let run = std::process::Command::new(&spark_submit)
         .args(["--master", "local[2]", "--conf", "spark.ui.enabled=false"])
         .arg(&script)
         .arg(&input)
         .arg(&output)
-        .status()
+        .output()
         .expect("run spark-submit");
-    assert!(status.success(), "spark-submit failed: {status}");
+    assert!(run.status.success(), "spark-submit failed: {}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
     let counts: BTreeMap<String, u64> = serde_json::from_slice(&std::fs::read(&output).expect("output")).expect("json");
     assert_eq!(
         counts,

@@ -80,3 +80,119 @@ pub fn kubectl() -> std::process::Command {
         .unwrap_or_else(|| "kubectl".to_owned());
     std::process::Command::new(bin)
 }
+
+/// Poll `check` every 300 ms until it returns `Some`, or fail after `seconds` saying what was awaited.
+pub async fn wait_until<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    within(what, seconds, async {
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+}
+
+/// Server-side apply every CRD in a multi-document YAML and wait until each is established.
+pub async fn install_crds_yaml(client: &Client, yaml: &str) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let docs: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(yaml).expect("CRD fixture parses");
+    for crd in docs {
+        let name = crd.name_any();
+        crds.patch(&name, &PatchParams::apply("cilvest-tests").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply fixture CRD");
+        within(
+            "fixture CRD established",
+            30,
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("watch CRD");
+    }
+}
+
+pub const STRIMZI_CRD: &str = include_str!("../fixtures/strimzi-kafkatopic-crd.yaml");
+pub const ECK_CRDS: &str = include_str!("../fixtures/eck-crds.yaml");
+
+/// A free port on 127.0.0.1 for an operator's metrics endpoint.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `cilvest-operator run` subprocess, killed when dropped; its stderr goes to a log file for assertions.
+pub struct Operator {
+    child: std::process::Child,
+    pub metrics_port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Operator {
+    /// Start an operator that watches only `namespace`; `lease` enables leader election in that namespace.
+    pub fn start(namespace: &str, lease: Option<(&str, &str)>) -> Self {
+        let metrics_port = free_port();
+        let log = std::env::temp_dir().join(format!("cilvest-operator-{namespace}-{metrics_port}.log"));
+        let stderr = std::fs::File::create(&log).expect("operator log file");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"));
+        command
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+            ])
+            .env("RUST_LOG", "info,cilvest_operator=debug,kube=warn")
+            .stderr(stderr);
+        match lease {
+            Some((lease_namespace, identity)) => {
+                command.args(["--lease-namespace", lease_namespace, "--identity", identity]);
+            }
+            None => {
+                command.args(["--leader-election", "false"]);
+            }
+        }
+        let child = command.spawn().expect("start cilvest-operator");
+        Self {
+            child,
+            metrics_port,
+            log,
+        }
+    }
+
+    /// The value of one metric line (e.g. `cilvest_operator_reconciles_total`), or 0 before it is served.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let Ok(response) = reqwest::get(&url).await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

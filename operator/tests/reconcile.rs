@@ -1,0 +1,376 @@
+//! The operator against the real API server and controller manager: children, owner references, the restricted
+//! security context, updates, orphan deletion, garbage collection, status conditions and zero-write resyncs.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    batch::v1::CronJob,
+    core::v1::{ConfigMap, Secret, ServiceAccount},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+use cilvest_crds::CilvestPipeline;
+use common::{
+    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, kubectl, temp_namespace,
+    wait_until,
+};
+
+const FULL: &str = include_str!("../../examples/cilvest.yaml");
+
+fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+fn full_pipeline() -> CilvestPipeline {
+    serde_saphyr::from_str(FULL).expect("example")
+}
+
+async fn create_token_secret(client: &Client, ns: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cilvest-x-api"},
+        "stringData": {"bearerToken": "test-token-not-real"}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+}
+
+async fn setup(test: &str) -> (Client, String, Api<CilvestPipeline>) {
+    let client = client().await;
+    install_crd(&client).await;
+    install_crds_yaml(&client, STRIMZI_CRD).await;
+    install_crds_yaml(&client, ECK_CRDS).await;
+    let ns = temp_namespace(&client, test).await;
+    (client.clone(), ns.clone(), Api::namespaced(client, &ns))
+}
+
+/// resourceVersion of every child and of the pipeline, for the zero-write check.
+async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=cilvest-operator");
+    macro_rules! record {
+        ($kind:ty) => {
+            for o in Api::<$kind>::namespaced(client.clone(), ns)
+                .list(&selector)
+                .await
+                .expect("list")
+                .items
+            {
+                out.insert(
+                    format!("{}/{}", stringify!($kind), o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        };
+    }
+    record!(ConfigMap);
+    record!(ServiceAccount);
+    record!(Deployment);
+    record!(CronJob);
+    for r in [
+        resource("kafka.strimzi.io", "v1", "KafkaTopic"),
+        resource("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+        resource("kibana.k8s.elastic.co", "v1", "Kibana"),
+    ] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &r);
+        for o in api.list(&selector).await.expect("list").items {
+            out.insert(
+                format!("{}/{}", r.kind, o.name_any()),
+                o.resource_version().unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
+fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<(String, String, String)> {
+    let status = pipeline.status.as_ref()?;
+    let c = status.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn full_pipeline_lifecycle() {
+    let (client, ns, pipelines) = setup("op-full").await;
+    create_token_secret(&client, &ns).await;
+    let mut operator = Operator::start(&ns, None);
+    let created_at = std::time::Instant::now();
+    pipelines
+        .create(&PostParams::default(), &full_pipeline())
+        .await
+        .expect("create pipeline");
+
+    // Every child exists, owned by the pipeline.
+    let topics: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource("kafka.strimzi.io", "v1", "KafkaTopic"));
+    let es: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &resource("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+    );
+    let kibana: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource("kibana.k8s.elastic.co", "v1", "Kibana"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), &ns);
+    wait_until("every child to exist", 60, || async {
+        let all = topics.get_opt("cilvest-raw").await.ok()??;
+        es.get_opt("cilvest").await.ok()??;
+        kibana.get_opt("cilvest").await.ok()??;
+        deployments.get_opt("cilvest-producer").await.ok()??;
+        deployments.get_opt("cilvest-consumer").await.ok()??;
+        cronjobs.get_opt("cilvest-daily").await.ok()??;
+        Some(all)
+    })
+    .await;
+    eprintln!(
+        "reconcile latency (CR created -> all children exist): {:?}",
+        created_at.elapsed()
+    );
+    let pipeline = pipelines.get("cilvest").await.expect("pipeline");
+    let uid = pipeline.uid().expect("uid");
+    let producer = deployments.get("cilvest-producer").await.expect("producer");
+    let owner = producer.owner_references().first().cloned().expect("owner reference");
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("CilvestPipeline", uid.as_str(), Some(true))
+    );
+    let pod = producer.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let sc = pod.containers[0].security_context.clone().expect("security context");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_owned()]));
+    assert_eq!(pod.security_context.and_then(|s| s.run_as_non_root), Some(true));
+    let topic = topics.get("cilvest-raw").await.expect("topic");
+    assert_eq!(
+        topic.labels().get("strimzi.io/cluster").map(String::as_str),
+        Some("cilvest")
+    );
+    assert_eq!(topic.data["spec"]["partitions"], 3);
+
+    // Play Strimzi and ECK: mark the topic and the search cluster healthy; the pipeline becomes Ready once the
+    // Deployments are available too (kwok runs their pods).
+    let ready_topic = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    topics
+        .patch_status("cilvest-raw", &PatchParams::default(), &Patch::Merge(&ready_topic))
+        .await
+        .expect("topic status");
+    let green = json!({"status": {"health": "green"}});
+    es.patch_status("cilvest", &PatchParams::default(), &Patch::Merge(&green))
+        .await
+        .expect("es status");
+    kibana
+        .patch_status("cilvest", &PatchParams::default(), &Patch::Merge(&green))
+        .await
+        .expect("kibana status");
+    let ready = wait_until("the pipeline to become Ready", 90, || async {
+        let p = pipelines.get("cilvest").await.ok()?;
+        (condition(&p, "Ready")?.0 == "True").then_some(p)
+    })
+    .await;
+    let status = ready.status.expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Ready"));
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+    assert_eq!(status.keywords.as_deref(), Some("saham,reksadana,sukuk"));
+
+    // An unchanged pipeline is not written again: a fresh operator's full resync leaves every resourceVersion.
+    operator.kill();
+    let before = versions(&client, &ns).await;
+    let pipeline_version = pipelines.get("cilvest").await.expect("pipeline").resource_version();
+    let operator = Operator::start(&ns, None);
+    wait_until("the new operator to reconcile", 60, || async {
+        (operator.metric("cilvest_operator_reconciles_total").await >= 1.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        versions(&client, &ns).await,
+        before,
+        "a resync of an unchanged pipeline wrote children"
+    );
+    assert_eq!(
+        pipelines.get("cilvest").await.expect("pipeline").resource_version(),
+        pipeline_version,
+        "status rewritten"
+    );
+
+    // A spec change re-applies: more partitions reach the KafkaTopic.
+    let more = json!({"spec": {"topics": {"raw": {"partitions": 6}}}});
+    pipelines
+        .patch("cilvest", &PatchParams::default(), &Patch::Merge(&more))
+        .await
+        .expect("patch partitions");
+    wait_until("the KafkaTopic to get 6 partitions", 30, || async {
+        (topics.get("cilvest-raw").await.ok()?.data["spec"]["partitions"] == 6).then_some(())
+    })
+    .await;
+
+    // Removing the search target deletes the ECK objects (labelled orphans).
+    let no_search = json!({"spec": {"targets": {"elasticsearch": null}}});
+    pipelines
+        .patch("cilvest", &PatchParams::default(), &Patch::Merge(&no_search))
+        .await
+        .expect("remove search");
+    wait_until("the ECK objects to be deleted", 30, || async {
+        let gone = es.get_opt("cilvest").await.ok()?.is_none() && kibana.get_opt("cilvest").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+
+    // Deleting the pipeline garbage-collects every child (the controller manager's garbage collector).
+    drop(operator);
+    pipelines
+        .delete("cilvest", &DeleteParams::foreground())
+        .await
+        .expect("delete pipeline");
+    wait_until("every child to be garbage-collected", 60, || async {
+        let left = versions(&client, &ns).await;
+        left.is_empty().then_some(())
+    })
+    .await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn missing_secret_degrades_naming_it_then_recovers() {
+    let (client, ns, pipelines) = setup("op-secret").await;
+    let operator = Operator::start(&ns, None);
+    pipelines
+        .create(&PostParams::default(), &full_pipeline())
+        .await
+        .expect("create pipeline");
+    let (_, reason, message) = wait_until("a Degraded condition", 60, || async {
+        let p = pipelines.get("cilvest").await.ok()?;
+        condition(&p, "Degraded").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "SecretMissing");
+    assert!(message.contains("cilvest-x-api"), "{message}");
+    let p = pipelines.get("cilvest").await.expect("pipeline");
+    assert_eq!(p.status.and_then(|s| s.phase).as_deref(), Some("Degraded"));
+
+    create_token_secret(&client, &ns).await;
+    wait_until("Degraded to clear once the Secret exists", 60, || async {
+        let p = pipelines.get("cilvest").await.ok()?;
+        (condition(&p, "Degraded")?.0 == "False").then_some(())
+    })
+    .await;
+    let events = kubectl()
+        .args(["get", "events", "-n", &ns, "-o", "json"])
+        .output()
+        .expect("kubectl get events");
+    let events: Value = serde_json::from_slice(&events.stdout).expect("events json");
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"SecretMissing") && reasons.contains(&"Applied"),
+        "events: {reasons:?}"
+    );
+    assert!(
+        !operator.logs().contains("test-token-not-real"),
+        "the token leaked into the operator log"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn rendered_manifests_pass_server_side_dry_run() {
+    let (client, ns, _) = setup("op-render").await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"))
+        .args([
+            "render",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cilvest.yaml"),
+        ])
+        .output()
+        .expect("run render");
+    assert!(
+        output.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = std::env::temp_dir().join(format!("{ns}-rendered.yaml"));
+    std::fs::write(&rendered, &output.stdout).expect("write rendered");
+    let apply = kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=cilvest-tests",
+            "-n",
+            &ns,
+            "-f",
+        ])
+        .arg(&rendered)
+        .output()
+        .expect("kubectl apply");
+    let stdout = String::from_utf8_lossy(&apply.stdout);
+    assert!(
+        apply.status.success(),
+        "dry run failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    for kind in [
+        "configmap/",
+        "deployment.apps/",
+        "cronjob.batch/",
+        "kafkatopic.kafka.strimzi.io/",
+        "elasticsearch.elasticsearch.k8s.elastic.co/",
+        "kibana.kibana.k8s.elastic.co/",
+    ] {
+        assert!(stdout.contains(kind), "{kind} missing from: {stdout}");
+    }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn second_replica_stays_passive_while_the_first_holds_the_lease() {
+    let (client, ns, pipelines) = setup("op-lease").await;
+    create_token_secret(&client, &ns).await;
+    let first = Operator::start(&ns, Some((&ns, "first")));
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    wait_until("the first replica to hold the lease", 30, || async {
+        let lease = leases.get_opt("cilvest-operator").await.ok()??;
+        (lease.spec?.holder_identity? == "first").then_some(())
+    })
+    .await;
+    let second = Operator::start(&ns, Some((&ns, "second")));
+    pipelines
+        .create(&PostParams::default(), &full_pipeline())
+        .await
+        .expect("create pipeline");
+    wait_until("the leader to reconcile", 60, || async {
+        (first.metric("cilvest_operator_reconciles_total").await >= 1.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        second.metric("cilvest_operator_reconciles_total").await,
+        0.0,
+        "the standby reconciled"
+    );
+    assert!(second.logs().contains("standing by"), "standby log: {}", second.logs());
+    let lease = leases.get("cilvest-operator").await.expect("lease");
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("first"));
+
+    // When the leader goes, the standby takes over (the leader releases the lease on SIGTERM; a kill waits for expiry).
+    drop(first);
+    wait_until("the standby to take the lease", 40, || async {
+        let lease = leases.get_opt("cilvest-operator").await.ok()??;
+        (lease.spec?.holder_identity? == "second").then_some(())
+    })
+    .await;
+    delete_namespace(&client, &ns).await;
+}
