@@ -35,7 +35,14 @@ start_bg() {
 
 is_running() {
   local pidfile="$CILVEST_RUN/pids/$1"
-  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  [[ -f $pidfile ]] && pid_alive "$(cat "$pidfile")"
+}
+
+# pid_alive PID: the process exists and is not a zombie (a dead child nobody has reaped yet).
+pid_alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
 }
 
 # stop_bg NAME: TERM the process group, then KILL what is left after 10 s.
@@ -44,7 +51,7 @@ stop_bg() {
   [[ -f $pidfile ]] || return 0
   pid=$(cat "$pidfile")
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for _ in $(seq 1 20); do pid_alive "$pid" || break; sleep 0.5; done
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$pidfile"
 }

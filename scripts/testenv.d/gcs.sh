@@ -90,3 +90,14 @@ gcs_env() {
   echo "export CILVEST_GCS_URL=$(gcs_url)"
   echo "export CILVEST_GCS_ENDPOINT=$(gcs_url)"
 }
+
+# Run as a command (fault tests): bash scripts/testenv.d/gcs.sh restart
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  set -euo pipefail
+  # shellcheck source=common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+  case ${1:-} in
+    restart) gcs_restart ;;
+    *) die "usage: $0 restart" ;;
+  esac
+fi

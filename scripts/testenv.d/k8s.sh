@@ -68,9 +68,16 @@ k8s_build_kubernetes() {
   mkdir -p "$src" "$out"
   log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl v$K8S_VERSION (slow once)"
 
+  # The tag's go.mod, date and commit, as the module proxy records them (a minimal go.mod first, so a
+  # stale one from an interrupted build can't get in the way).
+  printf 'module cilvest.local/k8s-build\n' >"$src/go.mod"
+  rm -f "$src/go.sum"
+  read -r kmod build_date commit < <(cd "$src" && k8s_go list -m \
+    -f '{{.GoMod}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}} {{with .Origin}}{{.Hash}}{{end}}' \
+    "k8s.io/kubernetes@v$K8S_VERSION") || true
+  [[ -f ${kmod:-} ]] || die "could not fetch k8s.io/kubernetes@v$K8S_VERSION from the module proxy"
+
   # Kubernetes' own go.mod lists every staging module it replaces; map each to the published version.
-  kmod=$(cd "$src" && k8s_go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | jq -r .GoMod)
-  [[ -f $kmod ]] || die "could not download k8s.io/kubernetes@v$K8S_VERSION"
   {
     echo "module cilvest.local/k8s-build"
     echo
@@ -88,7 +95,6 @@ k8s_build_kubernetes() {
     echo ")"
   } >"$src/go.mod"
   grep -q 'k8s.io/client-go =>' "$src/go.mod" || die "found no staging replaces in $kmod"
-  rm -f "$src/go.sum"
 
   local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
@@ -97,13 +103,12 @@ k8s_build_kubernetes() {
   (cd "$src" && k8s_go get "${pkgs[@]/%/@v$K8S_VERSION}") || die "go get for kubernetes v$K8S_VERSION failed"
 
   # Version stamps, as upstream's hack/lib/version.sh sets them; without them every component (and
-  # `kubectl version`) reports v0.0.0-master. The commit and date come from the proxy's record of the tag.
-  build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  commit=$(cd "$src" && k8s_go list -m -json "k8s.io/kubernetes@v$K8S_VERSION" | jq -r '.Origin.Hash // empty') || commit=""
+  # `kubectl version`) reports v0.0.0-master. Date and commit are the tag's, so rebuilds are identical.
   ldflags="-s -w"   # no symbol tables: smaller binaries and a much faster link
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+    [[ -z $build_date ]] || ldflags+=" -X $pkg.buildDate=$build_date"
     [[ -z $commit ]] || ldflags+=" -X $pkg.gitCommit=$commit"
   done
 
@@ -178,13 +183,14 @@ k8s_install() {
 # ---------------------------------------------------------------------------------------------------
 # certificates and kubeconfigs (per run: `down` wipes them, `up` makes new ones)
 
-# k8s_sign NAME SUBJECT EXTENSIONS: a P-256 key and a certificate signed by the run's CA.
+# k8s_sign NAME SUBJECT EXTENSIONS [CA]: a P-256 key and a certificate signed by CA (default: the run's
+# main CA). P-256 rather than RSA: key generation is instant, and Go, kubectl and rustls all accept it.
 k8s_sign() {
-  local name=$1 subject=$2 extensions=$3 pki
+  local name=$1 subject=$2 extensions=$3 ca=${4:-ca} pki
   pki=$(k8s_pki)
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subject" \
     -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
     -set_serial "0x$(openssl rand -hex 16)" -days 365 -out "$pki/$name.crt" \
     -extfile <(printf '%b' "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n$extensions") \
     2>/dev/null
@@ -236,6 +242,15 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubern
   # The components' own identities, bound by the default RBAC bootstrap policy.
   k8s_sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
   k8s_sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  # The aggregation layer's front proxy: its own CA (a client cert from the main CA must not be able to
+  # assert X-Remote-User), and the apiserver's client cert for it. With these in the apiserver, the
+  # extension-apiserver-authentication ConfigMap is complete, and the controller manager and scheduler
+  # stop complaining about a missing requestheader CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=cilvest-testenv-front-proxy-ca" -keyout "$pki/front-proxy-ca.key" -out "$pki/front-proxy-ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    2>/dev/null
+  k8s_sign front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth" front-proxy-ca
   # Service-account tokens: the apiserver signs with the private key, and the controller manager signs
   # the tokens of its per-controller service accounts with the same key.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
@@ -498,6 +513,9 @@ k8s_start() {
   wait_for k8s-etcd 60 k8s_etcd_healthy || die "etcd did not start"
 
   # Default admission plugins (incl. PodSecurity, ServiceAccount, ResourceQuota) and all GA APIs.
+  # --endpoint-reconciler-type=none: the apiserver would publish its advertise address, 127.0.0.1, as the
+  # endpoint of the `kubernetes` Service, which Endpoints validation rejects (no loopback), and would log
+  # that every 10 s. The Service itself (10.96.0.1) still exists; nothing here routes to it anyway.
   start_bg k8s-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$K8S_ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$K8S_API_PORT" \
@@ -508,10 +526,16 @@ k8s_start() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$K8S_SERVICE_CIDR" \
-    --allow-privileged=true
+    --allow-privileged=true \
+    --endpoint-reconciler-type=none \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key"
   wait_for k8s-apiserver 120 k8s_readyz || die "kube-apiserver did not become ready"
 
   # Each controller gets its own service account (as in a real cluster), so RBAC applies to them too.
+  # --flex-volume-plugin-dir: its default is under /usr/libexec, which it would otherwise create.
   start_bg k8s-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$dir/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
@@ -519,7 +543,8 @@ k8s_start() {
     --bind-address=127.0.0.1 --secure-port="$K8S_KCM_PORT" --cert-dir="$dir/controller-manager" \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
     --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-    --use-service-account-credentials=true --leader-elect=false --controllers='*'
+    --use-service-account-credentials=true --leader-elect=false --controllers='*' \
+    --flex-volume-plugin-dir="$dir/controller-manager/flexvolume"
   start_bg k8s-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$dir/scheduler.kubeconfig" \
     --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
@@ -551,9 +576,14 @@ k8s_healthy() {
   k8s_readyz
 }
 
+# The apiserver's clients first, in parallel (each takes a second or two to shut down cleanly), then the
+# apiserver, then etcd under it.
 k8s_stop() {
-  local i
-  for ((i = ${#K8S_PROCS[@]} - 1; i >= 0; i--)); do stop_bg "${K8S_PROCS[i]}"; done
+  local p pids=()
+  for p in k8s-kwok k8s-scheduler k8s-controller-manager; do stop_bg "$p" & pids+=($!); done
+  wait "${pids[@]}"
+  stop_bg k8s-apiserver
+  stop_bg k8s-etcd
   rm -rf "$(k8s_dir)"
 }
 

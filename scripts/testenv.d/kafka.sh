@@ -7,15 +7,17 @@
 #   PLAINTEXT 127.0.0.1:19092 (clients), CONTROLLER 127.0.0.1:19093 (KRaft quorum)
 #   $CILVEST_RUN/kafka (= CILVEST_KAFKA_HOME): libs -> the cached jars, config/, data/ (the log dir), bin/
 #
-# Besides the five service functions: kafka_restart [--kill] stops the broker (gracefully, or SIGKILL with --kill)
-# and starts it again on the same data, for fault tests; kafka_run_class CLASS ARGS... runs a Kafka CLI class
-# (e.g. org.apache.kafka.tools.TopicCommand) against the cached jars. $CILVEST_KAFKA_HOME/bin/kafka-run-class
-# does the same from outside this script.
+# Besides the five service functions:
+#   kafka_restart [--kill]    stop the broker (gracefully, or SIGKILL with --kill), start it again on the same data,
+#                             wait until healthy; for fault tests, also `bash scripts/testenv.d/kafka.sh restart [--kill]`
+#   kafka_run_class CLASS...  run a Kafka CLI class (e.g. org.apache.kafka.tools.TopicCommand) on the cached jars;
+#                             $CILVEST_KAFKA_HOME/bin/kafka-run-class does the same from anywhere
 
 KAFKA_VERSION=4.4.0
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
 KAFKA_HEAP=${CILVEST_KAFKA_HEAP:-768m}
+KAFKA_JVM_OPTS=${CILVEST_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}
 KAFKA_POM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/pom.xml"
 
 kafka_cache_dir() { echo "$CILVEST_CACHE/kafka-$KAFKA_VERSION"; }
@@ -160,7 +162,16 @@ sys.exit(0 if corr == 7 and port in ports and controller >= 0 else 1)
 EOF
 }
 
-kafka_healthy() { port_open "$KAFKA_PORT" && kafka_metadata_ok >/dev/null 2>&1; }
+# Without python3, the Kafka CLI does a round-trip instead (a JVM start, ~2 s).
+kafka_healthy() {
+  port_open "$KAFKA_PORT" || return 1
+  if command -v python3 >/dev/null; then
+    kafka_metadata_ok >/dev/null 2>&1
+  else
+    kafka_run_class org.apache.kafka.tools.BrokerApiVersionsCommand \
+      --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+  fi
+}
 
 kafka_start() {
   local home
@@ -180,7 +191,8 @@ kafka_start() {
       --config "$home/config/server.properties" >>"$CILVEST_RUN/logs/kafka.log" 2>&1 ||
       { tail -n 20 "$CILVEST_RUN/logs/kafka.log" >&2; die "kafka: storage format failed"; }
   fi
-  start_bg kafka "$(kafka_java)" -Xms256m "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS is a list of options
+  start_bg kafka "$(kafka_java)" -Xms256m "-Xmx$KAFKA_HEAP" $KAFKA_JVM_OPTS \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$home/config/log4j2.properties" \
     -cp "$home/libs/*" kafka.Kafka "$home/config/server.properties"
   wait_for kafka 120 kafka_healthy || die "kafka did not become healthy"
@@ -209,3 +221,14 @@ kafka_env() {
   echo "export CILVEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
   echo "export CILVEST_KAFKA_HOME=$(kafka_home)"
 }
+
+# Run as a command (fault tests): bash scripts/testenv.d/kafka.sh restart [--kill]
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  set -euo pipefail
+  # shellcheck source=common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+  case ${1:-} in
+    restart) shift; kafka_restart "$@" ;;
+    *) die "usage: $0 restart [--kill]" ;;
+  esac
+fi
