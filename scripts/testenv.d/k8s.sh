@@ -39,7 +39,8 @@ k8s_bin() { echo "$CILVEST_CACHE/k8s-v$K8S_VERSION/bin"; }
 
 # The kubectl to drive the cluster with: the matching v1.33 one we built, else the machine's.
 k8s_kubectl() {
-  local kubectl=$(k8s_bin)/kubectl
+  local kubectl
+  kubectl=$(k8s_bin)/kubectl
   [[ -x $kubectl ]] || kubectl=$(command -v kubectl) || die "no kubectl"
   "$kubectl" --kubeconfig "$(k8s_kubeconfig)" "$@"
 }
@@ -184,7 +185,7 @@ k8s_install() {
 # certificates and kubeconfigs (per run: `down` wipes them, `up` makes new ones)
 
 # k8s_sign NAME SUBJECT EXTENSIONS [CA]: a P-256 key and a certificate signed by CA (default: the run's
-# main CA). P-256 rather than RSA: key generation is instant, and Go, kubectl and rustls all accept it.
+# main CA). P-256 rather than RSA: key generation is instant; Go, kubectl, curl and rustls all take it.
 k8s_sign() {
   local name=$1 subject=$2 extensions=$3 ca=${4:-ca} pki
   pki=$(k8s_pki)
@@ -251,8 +252,9 @@ subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubern
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
     2>/dev/null
   k8s_sign front-proxy-client "/CN=front-proxy-client" "extendedKeyUsage=clientAuth" front-proxy-ca
-  # Service-account tokens: the apiserver signs with the private key, and the controller manager signs
-  # the tokens of its per-controller service accounts with the same key.
+  # Service-account tokens: the apiserver signs them (TokenRequest) with the private key and checks them
+  # with the public one; the controller manager's token controller needs the same private key for the
+  # token Secrets of type kubernetes.io/service-account-token that it still fills in on request.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
@@ -516,6 +518,8 @@ k8s_start() {
   # --endpoint-reconciler-type=none: the apiserver would publish its advertise address, 127.0.0.1, as the
   # endpoint of the `kubernetes` Service, which Endpoints validation rejects (no loopback), and would log
   # that every 10 s. The Service itself (10.96.0.1) still exists; nothing here routes to it anyway.
+  # --kubelet-preferred-address-types=InternalIP: for logs/exec the apiserver dials the node's kubelet;
+  # kwok's node reports 127.0.0.1, whereas the default (Hostname first) would send its name to DNS.
   start_bg k8s-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$K8S_ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$K8S_API_PORT" \
@@ -527,7 +531,7 @@ k8s_start() {
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$K8S_SERVICE_CIDR" \
     --allow-privileged=true \
-    --endpoint-reconciler-type=none \
+    --endpoint-reconciler-type=none --kubelet-preferred-address-types=InternalIP \
     --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
     --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
@@ -554,10 +558,14 @@ k8s_start() {
   # kwok manages only nodes annotated kwok.x-k8s.io/node=fake. --node-ip=127.0.0.1: anything that dials
   # the "kubelet" (e.g. `kubectl logs`) gets a quick refusal on loopback rather than a packet to a
   # private network. Pod IPs come from --cidr and are never routed anywhere.
+  # --node-lease-duration-seconds: the standalone kwok binary defaults to 0, i.e. no node Lease at all,
+  # and then only the heartbeat Stage keeps the node lifecycle controller from marking the node NotReady
+  # (50 s grace). With it, kwok renews the node's Lease like a kubelet does.
   k8s_write_kwok_config
   start_bg k8s-kwok "$bin/kwok" --config="$dir/kwok.yaml" --kubeconfig="$dir/kubeconfig" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-ip=127.0.0.1 --cidr=10.244.0.0/16 --server-address="127.0.0.1:$K8S_KWOK_PORT"
+    --node-ip=127.0.0.1 --cidr=10.244.0.0/16 --server-address="127.0.0.1:$K8S_KWOK_PORT" \
+    --node-lease-duration-seconds=40
 
   wait_for k8s-controller-manager 60 k8s_https_healthz "$K8S_KCM_PORT" || die "kube-controller-manager did not start"
   wait_for k8s-scheduler 60 k8s_https_healthz "$K8S_SCHED_PORT" || die "kube-scheduler did not start"
