@@ -28,7 +28,9 @@ pub const INDONESIAN: &str = "id";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataproc' || has(self.transform.dataproc)").message("transform.dataproc is required when transform.engine is dataproc").field_path(".transform.dataproc"))]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataprocServerless' || has(self.transform.dataprocServerless)").message("transform.dataprocServerless is required when transform.engine is dataprocServerless").field_path(".transform.dataprocServerless"))]
-#[x_kube(validation = Rule::new(r#"size('(' + self.keywords.map(k, k.terms.map(t, t.contains(' ') ? '"' + t + '"' : t).join(' OR ')).join(' OR ') + ') lang:' + (self.language == 'in' ? 'id' : self.language) + (self.dropRetweets ? ' -is:retweet' : '')) <= 512"#).message("the X search query built from the keywords' terms is over X's limit of 512 characters: use fewer or shorter terms").field_path(".keywords"))]
+// The same length as `validate::x_query` renders without de-duplication, summed per term so that the API server's
+// CEL cost estimate stays within budget (string building over nested lists does not).
+#[x_kube(validation = Rule::new("self.keywords.map(k, k.terms.map(t, size(t) + (t.contains(' ') ? 6 : 4)).sum()).sum() + 4 + size(self.language) + (self.dropRetweets ? 12 : 0) <= 512").message("the X search query built from the keywords' terms is over X's limit of 512 characters: use fewer or shorter terms").field_path(".keywords"))]
 pub struct CilvestPipelineSpec {
     /// The instruments to measure. Each keyword counts the tweets whose cleaned text matches any of its terms;
     /// one tweet may count for several keywords.
@@ -362,11 +364,11 @@ pub struct BigQuery {
     #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
     pub project: String,
     /// Dataset of the `tweets` table.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_]{1,1024}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_]+$"), length(min = 1, max = 1024))]
     pub dataset: String,
     /// Dataset of the data marts; defaults to the warehouse dataset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_]{1,1024}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_]+$"), length(min = 1, max = 1024))]
     pub marts_dataset: Option<String>,
     /// Dataset location.
     #[serde(default = "default_bq_location")]
