@@ -44,6 +44,9 @@ enum Command {
         /// A CilvestPipeline YAML file.
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
+        /// Namespace of the pipeline when the file names none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
         #[command(flatten)]
         build: BuildArgs,
     },
@@ -117,7 +120,9 @@ impl Args {
             Command::Crd => cilvest_crds::crd_yaml()
                 .map(|yaml| print!("{yaml}"))
                 .map_err(CliError::from),
-            Command::Render { file, build } => render(&file, &build).map(|yaml| print!("{yaml}")),
+            Command::Render { file, namespace, build } => {
+                render(&file, &namespace, &build).map(|yaml| print!("{yaml}"))
+            }
             Command::Run(run_args) => {
                 init_logging();
                 match tokio::runtime::Runtime::new() {
@@ -139,7 +144,7 @@ impl Args {
     }
 }
 
-fn render(file: &PathBuf, args: &BuildArgs) -> Result<String, CliError> {
+fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, CliError> {
     let text = std::fs::read_to_string(file).map_err(|source| CliError::Read {
         path: file.clone(),
         source,
@@ -149,7 +154,7 @@ fn render(file: &PathBuf, args: &BuildArgs) -> Result<String, CliError> {
         message: e.to_string(),
     })?;
     if pipeline.metadata.namespace.is_none() {
-        pipeline.metadata.namespace = Some("default".to_owned());
+        pipeline.metadata.namespace = Some(namespace.to_owned());
     }
     validate(&pipeline.spec, None)?;
     let build::Resources {

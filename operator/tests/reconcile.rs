@@ -170,9 +170,24 @@ async fn full_pipeline_lifecycle() {
         .patch_status("cilvest", &PatchParams::default(), &Patch::Merge(&green))
         .await
         .expect("kibana status");
-    let ready = wait_until("the pipeline to become Ready", 90, || async {
+    wait_until("the pipeline to become Ready", 90, || async {
         let p = pipelines.get("cilvest").await.ok()?;
         (condition(&p, "Ready")?.0 == "True").then_some(p)
+    })
+    .await;
+    // Children keep settling for a moment (ReplicaSet and pod status); wait until nothing moves for 3 s.
+    let ready = wait_until("the pipeline and its children to settle", 60, || {
+        let (client, ns, pipelines) = (client.clone(), ns.clone(), pipelines.clone());
+        async move {
+            let p = pipelines.get("cilvest").await.ok()?;
+            let snapshot = (versions(&client, &ns).await, p.resource_version());
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            let again = (
+                versions(&client, &ns).await,
+                pipelines.get("cilvest").await.ok()?.resource_version(),
+            );
+            (snapshot == again).then_some(p)
+        }
     })
     .await;
     let status = ready.status.expect("status");
@@ -183,7 +198,7 @@ async fn full_pipeline_lifecycle() {
     // An unchanged pipeline is not written again: a fresh operator's full resync leaves every resourceVersion.
     operator.kill();
     let before = versions(&client, &ns).await;
-    let pipeline_version = pipelines.get("cilvest").await.expect("pipeline").resource_version();
+    let before_pipeline = pipelines.get("cilvest").await.expect("pipeline");
     let operator = Operator::start(&ns, None);
     wait_until("the new operator to reconcile", 60, || async {
         (operator.metric("cilvest_operator_reconciles_total").await >= 1.0).then_some(())
@@ -195,10 +210,13 @@ async fn full_pipeline_lifecycle() {
         before,
         "a resync of an unchanged pipeline wrote children"
     );
+    let after_pipeline = pipelines.get("cilvest").await.expect("pipeline");
     assert_eq!(
-        pipelines.get("cilvest").await.expect("pipeline").resource_version(),
-        pipeline_version,
-        "status rewritten"
+        after_pipeline.resource_version(),
+        before_pipeline.resource_version(),
+        "status rewritten from {:?} to {:?}",
+        before_pipeline.status,
+        after_pipeline.status
     );
 
     // A spec change re-applies: more partitions reach the KafkaTopic.
@@ -290,6 +308,8 @@ async fn rendered_manifests_pass_server_side_dry_run() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"))
         .args([
             "render",
+            "--namespace",
+            &ns,
             "-f",
             concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cilvest.yaml"),
         ])
