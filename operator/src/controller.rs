@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::{CronJob, Job},
-    core::v1::{ConfigMap, Secret},
+    core::v1::{ConfigMap, Pod, Secret},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -50,6 +50,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to read the daily jobs: {source}")]
+    Daily {
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to update the status of {name}: {source}")]
     Status {
         name: String,
@@ -67,6 +72,7 @@ impl Error {
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
             Error::Apply(ApplyError::MissingCrd { .. }) => "CrdMissing",
             Error::Secret { .. } => "SecretReadFailed",
+            Error::Daily { .. } => "JobReadFailed",
             Error::Status { .. } => "StatusFailed",
         }
     }
@@ -195,7 +201,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
             reason: "InvalidSpec".to_owned(),
             message: invalid.to_string(),
         };
-        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new()).await?;
+        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None).await?;
         // Nothing will change until the spec does.
         return Ok(Action::await_change());
     }
@@ -267,7 +273,8 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
     }
 
     let children = status::child_health(&live, &name, wants_search);
-    publish_status(pipeline, ctx, keywords, problem.as_ref(), children).await?;
+    let last_run = daily_last_run(ctx, &namespace, &name).await?;
+    publish_status(pipeline, ctx, keywords, problem.as_ref(), children, last_run).await?;
     Ok(if problem.is_some() {
         Action::requeue(BLOCKED_RETRY)
     } else {
@@ -285,7 +292,15 @@ async fn reconcile_undecodable(meta: &ObjectMeta, error: &str, ctx: &Context) ->
         reason: "InvalidSpec".to_owned(),
         message: format!("the pipeline does not decode: {error}"),
     };
-    let status = status::compute(None, meta.generation, String::new(), false, Some(&problem), Vec::new());
+    let status = status::compute(
+        None,
+        meta.generation,
+        String::new(),
+        false,
+        Some(&problem),
+        Vec::new(),
+        None,
+    );
     let patch = serde_json::json!({"status": status});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -302,6 +317,7 @@ async fn publish_status(
     keywords: String,
     problem: Option<&Problem>,
     children: Vec<cilvest_crds::ChildStatus>,
+    last_run: Option<cilvest_crds::DailyRun>,
 ) -> Result<(), Error> {
     let previous = pipeline.status.as_ref();
     let new: CilvestPipelineStatus = status::compute(
@@ -311,6 +327,7 @@ async fn publish_status(
         pipeline.spec.schedule.suspend,
         problem,
         children,
+        last_run,
     );
     ctx.metrics
         .record_phase(&pipeline.name_any(), new.phase.as_deref().unwrap_or(status::PENDING));
@@ -324,6 +341,31 @@ async fn publish_status(
         .await
         .map_err(|source| Error::Status { name, source })?;
     Ok(())
+}
+
+/// The newest finished daily Job of `pipeline` and its pods' termination messages.
+async fn daily_last_run(
+    ctx: &Context,
+    namespace: &str,
+    pipeline: &str,
+) -> Result<Option<cilvest_crds::DailyRun>, Error> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = kube::api::ListParams::default().labels(&build::children_selector(pipeline));
+    let jobs = jobs
+        .list(&params)
+        .await
+        .map_err(|source| Error::Daily { source })?
+        .items;
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let pods = pods
+        .list(&params)
+        .await
+        .map_err(|source| Error::Daily { source })?
+        .items;
+    Ok(status::last_run(&jobs, &pods))
 }
 
 async fn event(ctx: &Context, pipeline: &CilvestPipeline, type_: EventType, reason: &str, note: &str) {

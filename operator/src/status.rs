@@ -1,13 +1,13 @@
 //! Status: the conditions people, `kubectl get` and Argo CD read, computed from the children's own health.
 
 use k8s_openapi::{
-    api::apps::v1::Deployment,
+    api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 use kube::ResourceExt;
 
-use cilvest_crds::{ChildStatus, CilvestPipelineStatus};
+use cilvest_crds::{ChildStatus, CilvestPipelineStatus, DailyRun};
 
 use crate::apply::LiveChildren;
 
@@ -95,6 +95,60 @@ fn deployment_available(deployment: &Deployment) -> (bool, Option<String>) {
     }
 }
 
+/// The most recent finished daily run: the summary the job wrote as its termination message, or, when it died
+/// without one, the Job's own failure reason.
+pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
+    let finished = jobs.iter().filter_map(|job| {
+        let status = job.status.as_ref()?;
+        let condition = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
+        let finished_at = status
+            .completion_time
+            .clone()
+            .or(condition.last_transition_time.clone())?;
+        Some((finished_at, job, condition))
+    });
+    let (_, job, condition) = finished.max_by_key(|(at, _, _)| at.0)?;
+    let job_name = job.name_any();
+    let message = pods
+        .iter()
+        .filter(|pod| pod.labels().get("job-name") == Some(&job_name))
+        .filter_map(|pod| {
+            let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+            let terminated = statuses.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref())?;
+            Some((
+                terminated.finished_at.as_ref().map(|t| t.0),
+                terminated.message.clone()?,
+            ))
+        })
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, message)| message);
+    let parsed = message
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<DailyRun>(m.trim()).ok());
+    Some(parsed.unwrap_or_else(|| {
+        DailyRun {
+            date: String::new(),
+            result: if condition.type_ == "Complete" {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+            .to_owned(),
+            message: Some(
+                condition
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("job {job_name} left no summary")),
+            ),
+            ..DailyRun::default()
+        }
+    }))
+}
+
 /// The new status: conditions only change their transition time when their status flips.
 pub fn compute(
     previous: Option<&CilvestPipelineStatus>,
@@ -103,6 +157,7 @@ pub fn compute(
     suspended: bool,
     problem: Option<&Problem>,
     children: Vec<ChildStatus>,
+    last_run: Option<DailyRun>,
 ) -> CilvestPipelineStatus {
     let all_ready = children.iter().all(|c| c.ready);
     let waiting: Vec<String> = children
@@ -160,7 +215,7 @@ pub fn compute(
             condition("Degraded", degraded),
         ],
         children,
-        last_run: previous.and_then(|s| s.last_run.clone()),
+        last_run: last_run.or_else(|| previous.and_then(|s| s.last_run.clone())),
     }
 }
 
@@ -191,17 +246,69 @@ mod tests {
             false,
             None,
             vec![child(true), child(false)],
+            None,
         );
         assert_eq!(status.phase.as_deref(), Some(PROGRESSING));
-        let ready = compute(Some(&status), Some(1), "saham".into(), false, None, vec![child(true)]);
+        let ready = compute(
+            Some(&status),
+            Some(1),
+            "saham".into(),
+            false,
+            None,
+            vec![child(true)],
+            None,
+        );
         assert_eq!(ready.phase.as_deref(), Some(READY));
         assert_eq!(ready.conditions[0].status, "True");
     }
 
     #[test]
+    fn last_run_reads_the_newest_finished_jobs_termination_message() {
+        let job = |name: &str, finished: &str, kind: &str| -> Job {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"completionTime": finished, "conditions": [{"type": kind, "status": "True", "message": "BackoffLimitExceeded"}]}
+            }))
+            .expect("job")
+        };
+        let pod = |job: &str, message: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("{job}-x"), "labels": {"job-name": job}},
+                "status": {"containerStatuses": [{"name": "daily", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-11-02T01:40:00Z", "message": message}}}]}
+            }))
+            .expect("pod")
+        };
+        let summary = r#"{"date":"2026-11-01","result":"Succeeded","tweetsIn":120,"tweetsKept":80,"rejected":2,"durationSeconds":3.5}"#;
+        let jobs = [
+            job("d-1", "2026-11-01T01:40:00Z", "Failed"),
+            job("d-2", "2026-11-02T01:40:00Z", "Complete"),
+        ];
+        let run = last_run(&jobs, &[pod("d-2", summary)]).expect("a run");
+        assert_eq!(
+            (run.date.as_str(), run.result.as_str(), run.tweets_kept),
+            ("2026-11-01", "Succeeded", 80)
+        );
+        let failed = last_run(&jobs[..1], &[]).expect("a failed run");
+        assert_eq!(
+            (failed.result.as_str(), failed.message.as_deref()),
+            ("Failed", Some("BackoffLimitExceeded"))
+        );
+        assert!(last_run(&[], &[]).is_none());
+    }
+
+    #[test]
     fn transition_time_moves_only_when_a_condition_flips() {
-        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)]);
-        let again = compute(Some(&first), Some(2), "saham".into(), false, None, vec![child(true)]);
+        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)], None);
+        let again = compute(
+            Some(&first),
+            Some(2),
+            "saham".into(),
+            false,
+            None,
+            vec![child(true)],
+            None,
+        );
         assert_eq!(
             first.conditions[0].last_transition_time,
             again.conditions[0].last_transition_time
@@ -210,7 +317,15 @@ mod tests {
             reason: "SecretMissing".into(),
             message: "secret x not found".into(),
         };
-        let degraded = compute(Some(&again), Some(2), "saham".into(), false, Some(&problem), vec![]);
+        let degraded = compute(
+            Some(&again),
+            Some(2),
+            "saham".into(),
+            false,
+            Some(&problem),
+            vec![],
+            None,
+        );
         assert_eq!(degraded.phase.as_deref(), Some(DEGRADED));
         let degraded_condition = degraded
             .conditions
