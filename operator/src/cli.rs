@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
 use k8s_openapi::{
     api::coordination::v1::Lease, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -61,9 +62,9 @@ struct BuildArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "CILVEST_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated (default: all namespaces).
+    #[arg(long, env = "CILVEST_WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, env = "CILVEST_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -244,12 +245,21 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
             () = shutdown_signal() => {}
             _ = lost_rx => {}
         }
-    };
-    let controller = controller::run(ctx, args.namespace, shutdown);
+    }
+    .shared();
+    // One controller per listed namespace: a namespaced Role grants nothing cluster-wide, so each watch has to be
+    // scoped; they share the context (client, metrics, backoff) and stop together.
+    let listed: Vec<Option<String>> = args.namespace.into_iter().filter(|ns| !ns.is_empty()).map(Some).collect();
+    let scopes = if listed.is_empty() { vec![None] } else { listed };
+    let controller = futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|namespace| controller::run(ctx.clone(), namespace, shutdown.clone())),
+    );
     let lost = match &election {
         Some(election) => {
             tokio::select! {
-                () = controller => false,
+                _ = controller => false,
                 () = election.hold() => { let _ = lost_tx.send(()); true }
             }
         }

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cilvest", version, about = "Cilvest workers: producer, consumer, daily job and demo")]
+#[command(
+    name = "cilvest",
+    version,
+    about = "Cilvest workers: producer, consumer, daily job and demo"
+)]
 pub struct Args {
     /// Log format: `json` (default in containers) or `text`.
     #[arg(long, global = true, env = "CILVEST_LOG_FORMAT", default_value = "json")]
@@ -23,11 +27,11 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Poll X recent search and publish tweets to the raw Kafka topic.
-    Producer,
+    Producer(crate::producer::Args),
     /// Move raw tweets from Kafka into the data lake.
-    Consumer,
+    Consumer(crate::consumer::Args),
     /// Clean and classify one day of tweets, load BigQuery, build the marts and index search.
-    Daily,
+    Daily(crate::daily::Args),
     /// Run the whole pipeline on this machine with embedded defaults.
     Demo,
 }
@@ -56,15 +60,24 @@ impl Args {
 
 impl Command {
     async fn run(self) -> anyhow::Result<()> {
-        // Subcommands land one issue at a time; until then say so plainly rather than pretend.
-        anyhow::bail!("`cilvest {self:?}` is not implemented yet")
+        match self {
+            Self::Producer(args) => Ok(crate::producer::run(args).await?),
+            Self::Consumer(args) => Ok(args.run().await?),
+            Self::Daily(args) => crate::daily::run(args).await.map(drop).map_err(Into::into),
+            // Subcommands land one issue at a time; until then say so plainly rather than pretend.
+            other => anyhow::bail!("`cilvest {other:?}` is not implemented yet"),
+        }
     }
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

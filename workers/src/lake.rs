@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use object_store::{
-    ClientOptions, ObjectStore, gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
+    ClientOptions, ObjectStore, RetryConfig, gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path,
+    prefix::PrefixStore,
 };
 
 /// Environment variable naming a GCS emulator base URL such as `http://127.0.0.1:4443`.
@@ -24,6 +25,16 @@ pub enum LakeError {
 /// Open the lake at `uri`, rooted at its prefix. With `gcs_endpoint`, `gs://` talks to that emulator without
 /// OAuth; otherwise it uses the ambient Google credentials (Workload Identity on GKE).
 pub fn open(uri: &str, gcs_endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore>, LakeError> {
+    open_with_retry(uri, gcs_endpoint, RetryConfig::default())
+}
+
+/// [`open`] with the GCS client's retries of transient errors set to `retry` (object_store's default retries one
+/// request for up to 3 minutes; a caller that retries on its own may want requests to fail sooner).
+pub fn open_with_retry(
+    uri: &str,
+    gcs_endpoint: Option<&str>,
+    retry: RetryConfig,
+) -> Result<Arc<dyn ObjectStore>, LakeError> {
     let open_err = |source| LakeError::Open {
         uri: uri.to_owned(),
         source,
@@ -33,7 +44,9 @@ pub fn open(uri: &str, gcs_endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore
         if bucket.is_empty() {
             return Err(LakeError::Uri(uri.to_owned()));
         }
-        let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        let mut builder = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(retry);
         if let Some(endpoint) = gcs_endpoint {
             // object_store's documented way to reach an emulator: a key that disables OAuth and names the base URL.
             let key = serde_json::json!({

@@ -8,9 +8,15 @@
 //! (Elasticsearch).
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod cli;
+pub mod consumer;
+pub mod daily;
 pub mod lake;
+pub mod producer;
 pub mod search;
+pub mod source;
 pub mod telemetry;
+pub mod transform;
 pub mod tweet;
 pub mod warehouse;

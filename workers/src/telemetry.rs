@@ -73,7 +73,10 @@ async fn readyz(State(telemetry): State<Telemetry>) -> impl IntoResponse {
 
 async fn metrics(State(telemetry): State<Telemetry>) -> impl IntoResponse {
     (
-        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         telemetry.encode(),
     )
 }

@@ -77,7 +77,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EnvelopeError> {
     let value: Value = serde_json::from_slice(bytes)?;
     let (tweet_value, author_username) = match value {
         Value::Object(mut map) if map.contains_key("tweet") => {
-            let username = map.remove("author_username").and_then(|u| u.as_str().map(str::to_owned));
+            let username = map
+                .remove("author_username")
+                .and_then(|u| u.as_str().map(str::to_owned));
             (map.remove("tweet").unwrap_or(Value::Null), username)
         }
         Value::Object(map) => {
@@ -116,7 +118,12 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_tweet() {
-        for bad in [&b"not json"[..], b"[]", br#"{"tweet":{"id":"1"}}"#, br#"{"id":"12a","text":"x","created_at":"2026-11-01T00:00:00Z"}"#] {
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            br#"{"tweet":{"id":"1"}}"#,
+            br#"{"id":"12a","text":"x","created_at":"2026-11-01T00:00:00Z"}"#,
+        ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

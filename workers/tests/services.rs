@@ -1,6 +1,8 @@
 //! Smoke tests of the real services `scripts/testenv up` starts on 127.0.0.1: Kafka, the GCS emulator,
 //! the BigQuery emulator, the search server and Spark. Each fails, saying what to start, when its service is missing.
 
+mod support;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use futures::StreamExt;
@@ -12,21 +14,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::{Value, json};
-
-fn service_env(var: &str, service: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: start the service with `scripts/testenv up {service}` and `eval \"$(scripts/testenv env)\"`")
-    })
-}
-
-/// A name no earlier run used, so tests never see each other's data.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{:x}", nanos ^ u128::from(std::process::id()))
-}
+use support::{service_env, unique};
 
 #[tokio::test]
 async fn kafka_round_trips_keyed_messages_and_commits_offsets() {
@@ -369,7 +357,12 @@ fn spark_runs_a_pyspark_job_in_local_mode() {
         .arg(&output)
         .output()
         .expect("run spark-submit");
-    assert!(run.status.success(), "spark-submit failed: {}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "spark-submit failed: {}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
     let counts: BTreeMap<String, u64> = serde_json::from_slice(&std::fs::read(&output).expect("output")).expect("json");
     assert_eq!(
         counts,

@@ -168,6 +168,28 @@ impl Operator {
         }
     }
 
+    /// Start `cilvest-operator` with exactly `args` (say, the container args of the chart's Deployment, without
+    /// `--metrics-addr`) and extra environment (say, `KUBECONFIG` of its ServiceAccount); only the metrics address,
+    /// a free port on 127.0.0.1, is the test's.
+    pub fn start_with(args: &[String], env: &[(&str, &str)]) -> Self {
+        let metrics_port = free_port();
+        let log = std::env::temp_dir().join(format!("cilvest-operator-args-{metrics_port}.log"));
+        let stderr = std::fs::File::create(&log).expect("operator log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"))
+            .args(args)
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            .env("RUST_LOG", "info,cilvest_operator=debug,kube=warn")
+            .envs(env.iter().copied())
+            .stderr(stderr)
+            .spawn()
+            .expect("start cilvest-operator");
+        Self {
+            child,
+            metrics_port,
+            log,
+        }
+    }
+
     /// The value of one metric line (e.g. `cilvest_operator_reconciles_total`), or 0 before it is served.
     pub async fn metric(&self, name: &str) -> f64 {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);

@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# tools: command-line tools the chart and Argo CD tests drive; nothing to start or stop.
+#
+#   helm   v$TOOLS_HELM_VERSION, built from helm.sh/helm/v3 through the Go module proxy (no release tarballs here),
+#          into $CILVEST_CACHE/helm-v<version>/bin; GOCACHE/GOMODCACHE shared with the k8s build
+#   lua5.1 Debian's Lua 5.1 interpreter: Argo CD runs health checks in gopher-lua, which has Lua 5.1 semantics
+#
+# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA.
+
+TOOLS_HELM_VERSION=3.22.0   # newest helm v3 on the module proxy (v4 changed the CLI; the chart is apiVersion v2)
+
+tools_helm_bin() { echo "$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION/bin/helm"; }
+tools_lua_bin() { command -v lua5.1 || echo /usr/bin/lua5.1; }
+
+# tools_go ARGS...: the go command with the build and module caches the k8s build uses (see k8s_go).
+tools_go() {
+  env GOCACHE="$CILVEST_CACHE/go/build" GOMODCACHE="$CILVEST_CACHE/go/mod" GOPATH="$CILVEST_CACHE/go/path" \
+    GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false go "$@"
+}
+
+# helm's go.mod has no replace lines, so `go install pkg@version` works directly. The ldflags are the ones its
+# Makefile sets: the version stamps, and the Kubernetes version of its client-go (1.<minor of v0.<minor>>), which
+# `helm template` reports as .Capabilities.KubeVersion and `helm lint` checks deprecated APIs against; without them
+# helm says v3.22+unreleased and Kubernetes v1.20.
+tools_build_helm() {
+  local root=$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION work start=$SECONDS mod commit client_go k8s_minor ldflags
+  work=$root/src
+  mkdir -p "$root/bin" "$work"
+  log "building helm v$TOOLS_HELM_VERSION from the module proxy (a few minutes once)"
+  printf 'module cilvest.local/helm-build\n' >"$work/go.mod"
+  read -r mod commit < <(cd "$work" && tools_go list -m -f '{{.GoMod}} {{with .Origin}}{{.Hash}}{{end}}' \
+    "helm.sh/helm/v3@v$TOOLS_HELM_VERSION") || true
+  [[ -f ${mod:-} ]] || die "could not fetch helm.sh/helm/v3@v$TOOLS_HELM_VERSION from the module proxy"
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$mod")
+  k8s_minor=$(cut -d. -f2 <<<"${client_go#v}")
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v$TOOLS_HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  [[ -z $commit ]] || ldflags+=" -X helm.sh/helm/v3/internal/version.gitCommit=$commit"
+  if [[ -n $k8s_minor ]]; then
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+    done
+  fi
+  GOBIN=$root/bin tools_go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@v$TOOLS_HELM_VERSION" \
+    || die "building helm v$TOOLS_HELM_VERSION failed"
+  log "helm v$TOOLS_HELM_VERSION built in $((SECONDS - start))s"
+}
+
+tools_install() {
+  exec {tools_lock_fd}>"$CILVEST_CACHE/tools-install.lock"
+  flock "$tools_lock_fd"
+  [[ -x $(tools_helm_bin) ]] || tools_build_helm
+  if ! command -v lua5.1 >/dev/null 2>&1; then
+    log "installing Debian's lua5.1"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null || die "apt-get install lua5.1 failed"
+  fi
+  exec {tools_lock_fd}>&-
+}
+
+tools_start() { :; }
+tools_stop() { :; }
+tools_healthy() { [[ -x $(tools_helm_bin) ]] && command -v lua5.1 >/dev/null 2>&1; }
+
+tools_env() {
+  printf 'export CILVEST_HELM=%q\n' "$(tools_helm_bin)"
+  printf 'export CILVEST_LUA=%q\n' "$(tools_lua_bin)"
+}
