@@ -249,7 +249,12 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     .shared();
     // One controller per listed namespace: a namespaced Role grants nothing cluster-wide, so each watch has to be
     // scoped; they share the context (client, metrics, backoff) and stop together.
-    let listed: Vec<Option<String>> = args.namespace.into_iter().filter(|ns| !ns.is_empty()).map(Some).collect();
+    let listed: Vec<Option<String>> = args
+        .namespace
+        .into_iter()
+        .filter(|ns| !ns.is_empty())
+        .map(Some)
+        .collect();
     let scopes = if listed.is_empty() { vec![None] } else { listed };
     let controller = futures::future::join_all(
         scopes

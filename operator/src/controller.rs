@@ -302,7 +302,7 @@ async fn reconcile_undecodable(meta: &ObjectMeta, error: &str, ctx: &Context) ->
         None,
     );
     let patch = serde_json::json!({"status": status});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch_status(name, &status_params(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status {
             name: name.clone(),
@@ -337,7 +337,7 @@ async fn publish_status(
     let name = pipeline.name_any();
     let api: Api<CilvestPipeline> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
     let patch = serde_json::json!({"status": new});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    api.patch_status(&name, &status_params(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status { name, source })?;
     Ok(())
@@ -379,5 +379,13 @@ async fn event(ctx: &Context, pipeline: &CilvestPipeline, type_: EventType, reas
     // Events are best effort: failing to record one must not fail the reconcile.
     if let Err(err) = ctx.recorder.publish(&event, &pipeline.object_ref(&())).await {
         warn!(error = %err, "failed to publish event");
+    }
+}
+
+/// Status writes are merge patches under our field manager, so `managedFields` says who wrote them.
+fn status_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PatchParams::default()
     }
 }

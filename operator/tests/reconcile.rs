@@ -190,7 +190,10 @@ async fn full_pipeline_lifecycle() {
         }
     })
     .await;
-    eprintln!("operator resident memory with 1 pipeline, idle: {:.1} MiB", operator.rss_mib());
+    eprintln!(
+        "operator resident memory with 1 pipeline, idle: {:.1} MiB",
+        operator.rss_mib()
+    );
     let status = ready.status.expect("status");
     assert_eq!(status.phase.as_deref(), Some("Ready"));
     assert_eq!(status.observed_generation, ready.metadata.generation);

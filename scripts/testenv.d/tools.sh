@@ -52,8 +52,10 @@ tools_install() {
   [[ -x $(tools_helm_bin) ]] || tools_build_helm
   if ! command -v lua5.1 >/dev/null 2>&1; then
     log "installing Debian's lua5.1"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null || die "apt-get install lua5.1 failed"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null; }; then
+      die "apt-get install lua5.1 failed"
+    fi
   fi
   exec {tools_lock_fd}>&-
 }

@@ -301,6 +301,17 @@ impl Batch {
             .map(|since| since + max_age)
     }
 
+    /// Drop what `partitions` hold, unwritten. For partitions whose previous batch was not committed: the next
+    /// batch must start at the committed offset, so these records are read again rather than written now.
+    pub fn discard(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            if let Some(segment) = self.segments.remove(partition) {
+                self.records -= segment.records;
+                self.bytes -= segment.bytes;
+            }
+        }
+    }
+
     /// Take every partition out for writing.
     pub fn seal_all(&mut self, layout: &Layout) -> Result<Option<Sealed>, BatchError> {
         let partitions: Vec<i32> = self.segments.keys().copied().collect();
@@ -511,5 +522,7 @@ mod tests {
             Some(start + Duration::from_secs(63))
         );
         assert!(batch.seal(&layout, &[0]).expect("seal").is_none());
+        batch.discard(&[1]);
+        assert!(batch.is_empty() && batch.records() == 0 && !batch.is_full(1, 1));
     }
 }

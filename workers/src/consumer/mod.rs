@@ -15,7 +15,8 @@
 //!
 //! 1. A batch starts exactly at the partition's committed offset: after a restart or an assignment reading resumes
 //!    there, and a batch is only written once the previous batch of the partition is committed (one batch is in
-//!    flight at a time; a revoked partition's unfinished batch is dropped with the partition).
+//!    flight at a time; when one cannot be committed, what was read after it is dropped unwritten, to be read
+//!    again, and if the member keeps the partition it exits and restarts from the committed offset).
 //! 2. Within a batch, a partition's records go to one object per (tree, day), named by the offset of its first
 //!    record. Tree and day depend only on the record (the tweet's `created_at` in the pipeline's time zone, or for
 //!    rejected records their Kafka timestamp), never on the clock or on where a batch was cut.
@@ -25,11 +26,11 @@
 //! Take an uncommitted object `D/<p>-o` from an attempt whose batch started at committed offset `s`: it holds the
 //! day-`D` records of that batch, and none of `[s, o)` is a day-`D` record. Every later batch starts at or after
 //! `s` (commits only move forward), so the batch that eventually commits offset `o` contains `o` with no day-`D`
-//! record before it, and names its day-`D` object `D/<p>-o` again: it overwrites the stale object, whatever
-//! sizes or ages cut the batches. Committed batches cover disjoint offset ranges and so have distinct names.
-//! Once every offset is committed, every object name in the lake is that of a committed batch, holding exactly
-//! that batch's records: each record is in exactly one object. Batch boundaries may therefore depend on count,
-//! bytes and age.
+//! record before it, and names its day-`D` object `D/<p>-o` again; it is written later (rule 3), so it overwrites
+//! the stale object, whatever sizes or ages cut the batches. Committed batches cover disjoint offset ranges and so
+//! have distinct names. Once every offset is committed, every object name in the lake is that of a committed
+//! batch, holding exactly that batch's records: each record is in exactly one object. Batch boundaries may
+//! therefore depend on count, bytes and age.
 //!
 //! Limits: an offset reset (the committed offset fell out of retention) breaks rule 1, and a member that lost its
 //! session without noticing (a "zombie" whose revoke never ran) could still write while the new owner does;

@@ -107,7 +107,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kafka: RawTopic,
         events: mpsc::UnboundedReceiver<Event>,
@@ -220,10 +219,12 @@ impl Writer {
     async fn on_revoked(&mut self, revoked: &[i32]) -> Result<(), WriterError> {
         let deadline = Instant::now() + self.limits.revoke_timeout;
         let mut not_committed = Vec::new();
-        // The batch in flight may hold revoked partitions, and the next batch may only follow its commit.
+        // The batch in flight may hold revoked partitions, and the next batch may only follow its commit: where it
+        // was not committed, what came after it is dropped unwritten (rule 1 of the module docs).
         if let Some(flight) = self.in_flight.take()
             && let Landed::NotCommitted(partitions) = self.land(flight, deadline, OnCommitError::Tolerate).await?
         {
+            self.batch.discard(&partitions);
             not_committed.extend(partitions);
         }
         if let Some(flight) = self.start_flush(Some(revoked))?
@@ -251,6 +252,8 @@ impl Writer {
         if let Some(flight) = self.in_flight.take()
             && let Landed::NotCommitted(partitions) = self.land(flight, deadline, OnCommitError::Fail).await?
         {
+            // As on a revoke: nothing may be written after a batch that was not committed.
+            self.batch.discard(&partitions);
             not_committed.extend(partitions);
         }
         if let Some(flight) = self.start_flush(None)?
