@@ -240,6 +240,8 @@ async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), Dail
     report.objects = objects.len() as u64;
     report.durations.read = step.elapsed().as_secs_f64();
 
+    // CPU-bound on the runtime's thread, which is fine: nothing else runs meanwhile, and 100,000 tweets take
+    // about a second in a release build.
     let step = Instant::now();
     let mut day = Day::new(job.rules.clone(), date);
     for (_, body) in &objects {
