@@ -4,13 +4,15 @@
 #   helm   v$TOOLS_HELM_VERSION, built from helm.sh/helm/v3 through the Go module proxy (no release tarballs here),
 #          into $CILVEST_CACHE/helm-v<version>/bin; GOCACHE/GOMODCACHE shared with the k8s build
 #   lua5.1 Debian's Lua 5.1 interpreter: Argo CD runs health checks in gopher-lua, which has Lua 5.1 semantics
+#   chromium Debian's Chromium, run headless by the demo test to render the HTML report and screenshot its chart
 #
-# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA.
+# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM.
 
 TOOLS_HELM_VERSION=3.22.0   # newest helm v3 on the module proxy (v4 changed the CLI; the chart is apiVersion v2)
 
 tools_helm_bin() { echo "$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION/bin/helm"; }
 tools_lua_bin() { command -v lua5.1 || echo /usr/bin/lua5.1; }
+tools_chromium_bin() { echo /usr/bin/chromium; }
 
 # tools_go ARGS...: the go command with the build and module caches the k8s build uses (see k8s_go).
 tools_go() {
@@ -57,14 +59,22 @@ tools_install() {
       die "apt-get install lua5.1 failed"
     fi
   fi
+  if [[ ! -x $(tools_chromium_bin) ]]; then
+    log "installing Debian's chromium (headless, for the demo's HTML report test)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      die "apt-get install chromium failed"
+    fi
+  fi
   exec {tools_lock_fd}>&-
 }
 
 tools_start() { :; }
 tools_stop() { :; }
-tools_healthy() { [[ -x $(tools_helm_bin) ]] && command -v lua5.1 >/dev/null 2>&1; }
+tools_healthy() { [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) ]] && command -v lua5.1 >/dev/null 2>&1; }
 
 tools_env() {
   printf 'export CILVEST_HELM=%q\n' "$(tools_helm_bin)"
   printf 'export CILVEST_LUA=%q\n' "$(tools_lua_bin)"
+  printf 'export CILVEST_CHROMIUM=%q\n' "$(tools_chromium_bin)"
 }

@@ -18,7 +18,6 @@ rejected here but decoded positionally by serde.
 
 import datetime
 import gzip
-import io
 import json
 import re
 import sys
@@ -283,7 +282,8 @@ def run_day(spark, rules, run):
     frame = spark.createDataFrame(kept, schema).cache()
     curated = frame.select(
         "id",
-        F.timestamp_micros("created_micros").alias("created_at"),
+        # The SQL function, not F.timestamp_micros: that wrapper is Spark 3.5+, Dataproc images 2.0/2.1 are older.
+        F.expr("timestamp_micros(created_micros)").alias("created_at"),
         "local_date",
         "local_hour",
         "username",
@@ -336,7 +336,9 @@ def main(argv):
     )
     try:
         for run in config["runs"]:
-            run_day(spark, rules, run)
+            # A run may override the rules (the parity test runs two pipelines' days in one Spark start-up).
+            run_rules = Rules({**config, **run["rules"]}) if "rules" in run else rules
+            run_day(spark, run_rules, run)
     finally:
         spark.stop()
     return 0

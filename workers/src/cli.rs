@@ -33,7 +33,7 @@ enum Command {
     /// Clean and classify one day of tweets, load BigQuery, build the marts and index search.
     Daily(crate::daily::Args),
     /// Run the whole pipeline on this machine with embedded defaults.
-    Demo,
+    Demo(crate::demo::Args),
 }
 
 impl Args {
@@ -64,8 +64,7 @@ impl Command {
             Self::Producer(args) => Ok(crate::producer::run(args).await?),
             Self::Consumer(args) => Ok(args.run().await?),
             Self::Daily(args) => crate::daily::run(args).await.map(drop).map_err(Into::into),
-            // Subcommands land one issue at a time; until then say so plainly rather than pretend.
-            other => anyhow::bail!("`cilvest {other:?}` is not implemented yet"),
+            Self::Demo(args) => Ok(crate::demo::run(args).await?),
         }
     }
 }

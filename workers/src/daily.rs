@@ -1,5 +1,6 @@
 //! `cilvest daily`: one local day from the lake's raw tweets to curated Parquet, the BigQuery warehouse and its
-//! marts, and search, with the native (in-process) engine.
+//! marts, and search. The transform runs in-process (native) or on Dataproc (`crate::dataproc`), per
+//! `spec.transform.engine`; what follows it is the same either way.
 //!
 //! ```text
 //!  lake raw/dt=D/*.ndjson.gz ─read─▶ transform::Day ─▶ lake curated/dt=D/part-00000.parquet
@@ -17,16 +18,17 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use chrono::{Days, NaiveDate, Utc};
 use chrono_tz::Tz;
-use cilvest_crds::{WorkerConfig, worker_config::ES_PASSWORD_ENV};
+use cilvest_crds::{Engine, WorkerConfig, worker_config::ES_PASSWORD_ENV};
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 pub use report::Report;
 
 use crate::{
+    dataproc::{self, DataprocError},
     lake::{self, LakeError},
     search::{self, BasicAuth, BulkRetry, SearchClientError, SearchError},
-    transform::{CuratedTweet, Day, Rules},
+    transform::{Counts, CuratedTweet, Day, Rules},
     warehouse::{self, Warehouse, WarehouseError},
 };
 
@@ -69,6 +71,13 @@ pub struct Args {
     /// Do not index search.
     #[arg(long)]
     pub skip_search: bool,
+    /// Dataproc API base URL instead of the region's endpoint (a fake in tests). The token comes from
+    /// `CILVEST_GCP_ACCESS_TOKEN` when set, application default credentials otherwise.
+    #[arg(long, env = dataproc::ENDPOINT_ENV)]
+    pub dataproc_endpoint: Option<String>,
+    /// How often to poll Dataproc operations, jobs and batches.
+    #[arg(long, default_value = "10s", value_parser = dataproc::parse_interval)]
+    pub dataproc_poll_interval: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +148,8 @@ pub enum DailyError {
     SearchClient(#[from] SearchClientError),
     #[error(transparent)]
     Search(#[from] SearchError),
+    #[error(transparent)]
+    Dataproc(#[from] DataprocError),
 }
 
 /// A run's settings, resolved from the flags and the worker configuration.
@@ -235,25 +246,24 @@ async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), Dail
     let date = job.date;
     tracing::info!(pipeline = %job.config.pipeline, %date, "daily run starting");
 
-    let step = Instant::now();
-    let objects = raw::read_day(&job.lake, date).await?;
-    report.objects = objects.len() as u64;
-    report.durations.read = step.elapsed().as_secs_f64();
-
-    // CPU-bound on the runtime's thread, which is fine: nothing else runs meanwhile, and 100,000 tweets take
-    // about a second in a release build.
-    let step = Instant::now();
-    let mut day = Day::new(job.rules.clone(), date);
-    for (_, body) in &objects {
-        raw::feed(&mut day, body);
-    }
-    drop(objects);
-    for rejection in day.rejections() {
-        tracing::warn!(%date, error = %rejection, "rejected a raw line");
-    }
-    let (rows, counts) = day.finish();
+    let (rows, counts) = match job.config.spec.transform.engine {
+        Engine::Native => transform_native(job, report).await?,
+        engine @ (Engine::Dataproc | Engine::DataprocServerless) => {
+            report.engine = if engine == Engine::Dataproc { "dataproc" } else { "dataprocServerless" }.to_owned();
+            let step = Instant::now();
+            let outcome = dataproc::transform_day(dataproc::DayRun {
+                lake: &job.lake,
+                config: &job.config,
+                date,
+                endpoint: args.dataproc_endpoint.as_deref(),
+                poll_interval: args.dataproc_poll_interval,
+            })
+            .await?;
+            report.durations.transform = step.elapsed().as_secs_f64();
+            outcome
+        }
+    };
     report.set_counts(&counts);
-    report.durations.transform = step.elapsed().as_secs_f64();
     tracing::info!(%date, ?counts, "transformed");
 
     let step = Instant::now();
@@ -273,6 +283,30 @@ async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), Dail
         report.durations.search = step.elapsed().as_secs_f64();
     }
     Ok(())
+}
+
+/// The transform in this process: read `raw/dt=D/` and run [`Day`] over it.
+async fn transform_native(job: &Job, report: &mut Report) -> Result<(Vec<CuratedTweet>, Counts), DailyError> {
+    let date = job.date;
+    let step = Instant::now();
+    let objects = raw::read_day(&job.lake, date).await?;
+    report.objects = objects.len() as u64;
+    report.durations.read = step.elapsed().as_secs_f64();
+
+    // CPU-bound on the runtime's thread, which is fine: nothing else runs meanwhile, and 100,000 tweets take
+    // about a second in a release build.
+    let step = Instant::now();
+    let mut day = Day::new(job.rules.clone(), date);
+    for (_, body) in &objects {
+        raw::feed(&mut day, body);
+    }
+    drop(objects);
+    for rejection in day.rejections() {
+        tracing::warn!(%date, error = %rejection, "rejected a raw line");
+    }
+    let (rows, counts) = day.finish();
+    report.durations.transform = step.elapsed().as_secs_f64();
+    Ok((rows, counts))
 }
 
 /// Write the day's one Parquet object, then delete any other object of the day (parts of an older layout or of

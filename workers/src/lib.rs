@@ -12,6 +12,8 @@ pub mod bus;
 pub mod cli;
 pub mod consumer;
 pub mod daily;
+pub mod dataproc;
+pub mod demo;
 pub mod lake;
 pub mod producer;
 pub mod search;

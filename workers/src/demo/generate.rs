@@ -109,17 +109,19 @@ const ENGLISH: &[&str] = &[
     "Sukuk issuance in Indonesia hit a record this year",
     "What is a reksadana? Indonesian mutual funds explained https://t.co/{code}",
 ];
-const TICKERS: &[&str] = &["BBCA", "BBRI", "TLKM", "ASII", "BMRI", "GOTO", "ANTM", "UNVR", "ADRO", "BBNI"];
+const TICKERS: &[&str] = &[
+    "BBCA", "BBRI", "TLKM", "ASII", "BMRI", "GOTO", "ANTM", "UNVR", "ADRO", "BBNI",
+];
 const APPS: &[&str] = &["Bibit", "Bareksa", "Ajaib", "Pluang"];
 const FIRST: &[&str] = &[
-    "budi", "sari", "agus", "dewi", "rizky", "putri", "andi", "ayu", "fajar", "nina", "eko", "wulan", "dimas",
-    "intan", "yoga", "rina", "bayu", "tika", "hendra", "lestari",
+    "budi", "sari", "agus", "dewi", "rizky", "putri", "andi", "ayu", "fajar", "nina", "eko", "wulan", "dimas", "intan",
+    "yoga", "rina", "bayu", "tika", "hendra", "lestari",
 ];
 const LAST: &[&str] = &[
     "invest", "saham", "trader", "cuan", "_id", "santoso", "wijaya", "pratama", "88", "_jkt", "syariah", "finance",
 ];
 
-/// Distinct authors in the pool; with the Zipf weights below the top ten write about a sixth of the tweets.
+/// Distinct authors in the pool; with the Zipf-like weights below the top ten write about a third of the tweets.
 const AUTHORS: usize = 600;
 
 /// X's snowflake epoch, in Unix milliseconds.
@@ -129,18 +131,25 @@ const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
 pub fn generate(plan: &Plan) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(plan.seed);
     let authors: Vec<String> = (0..AUTHORS)
-        .map(|i| {
+        .map(|n| {
+            // A stride coprime with the pool size spreads the popular ranks over every name pattern.
+            let i = (n * 7 + 3) % AUTHORS;
             let first = FIRST[i % FIRST.len()];
             let last = LAST[(i / FIRST.len()) % LAST.len()];
             let suffix = i / (FIRST.len() * LAST.len());
-            if suffix == 0 { format!("{first}{last}") } else { format!("{first}{last}{suffix}") }
+            if suffix == 0 {
+                format!("{first}{last}")
+            } else {
+                format!("{first}{last}{suffix}")
+            }
         })
         .collect();
-    // Zipf-like (1/k) weights, scaled to integers, as a cumulative table for weighted draws.
+    // Zipf-like (1/(k+3)) weights, scaled to integers, as a cumulative table for weighted draws: a few accounts
+    // post a lot, most post a little.
     let mut author_cdf = Vec::with_capacity(AUTHORS);
     let mut total = 0u64;
     for k in 1..=AUTHORS as u64 {
-        total += 1_000_000 / k;
+        total += 1_000_000 / (k + 3);
         author_cdf.push(total);
     }
     let mut hour_cdf = Vec::with_capacity(24);
@@ -171,9 +180,14 @@ pub fn generate(plan: &Plan) -> Vec<Vec<u8>> {
         let (text, lang, retweet_of) = if roll < 10 && !originals.is_empty() {
             let (original_id, original_text) = rng.pick(&originals).clone();
             let original_author = rng.pick(&authors).clone();
-            (format!("RT @{original_author}: {original_text}"), "in", Some(original_id))
+            (
+                format!("RT @{original_author}: {original_text}"),
+                "in",
+                Some(original_id),
+            )
         } else if roll < 20 {
-            (fill(&mut rng, rng_pick(&mut rng, ENGLISH), &authors), "en", None)
+            let template = *rng.pick(ENGLISH);
+            (fill(&mut rng, template, &authors), "en", None)
         } else {
             let templates = match rng.below(100) {
                 0..=49 => SAHAM,
@@ -182,7 +196,8 @@ pub fn generate(plan: &Plan) -> Vec<Vec<u8>> {
                 92..=97 => MIXED,
                 _ => URL_ONLY,
             };
-            let text = fill(&mut rng, rng_pick(&mut rng, templates), &authors);
+            let template = *rng.pick(templates);
+            let text = fill(&mut rng, template, &authors);
             if originals.len() < 500 {
                 originals.push((id.to_string(), text.clone()));
             }
@@ -197,16 +212,15 @@ pub fn generate(plan: &Plan) -> Vec<Vec<u8>> {
             "edit_history_tweet_ids": [id.to_string()],
         });
         if let (Some(original), Some(object)) = (retweet_of, tweet.as_object_mut()) {
-            object.insert("referenced_tweets".to_owned(), json!([{"type": "retweeted", "id": original}]));
+            object.insert(
+                "referenced_tweets".to_owned(),
+                json!([{"type": "retweeted", "id": original}]),
+            );
         }
         let fetched_at = created_at + Duration::seconds(30 + rng.below(60) as i64);
         records.push(envelope(tweet, username, fetched_at));
     }
     records
-}
-
-fn rng_pick(rng: &mut Rng, templates: &'static [&'static str]) -> &'static str {
-    rng.pick(templates)
 }
 
 fn envelope(tweet: Value, username: String, fetched_at: DateTime<Utc>) -> Vec<u8> {
@@ -217,10 +231,10 @@ fn envelope(tweet: Value, username: String, fetched_at: DateTime<Utc>) -> Vec<u8
 fn fill(rng: &mut Rng, template: &str, authors: &[String]) -> String {
     let mut text = template.to_owned();
     for (placeholder, value) in [
-        ("{ticker}", rng.pick(TICKERS).to_string()),
+        ("{ticker}", (*rng.pick(TICKERS)).to_owned()),
         ("{price}", (1 + rng.below(90)).to_string()),
         ("{series}", format!("{:03}", 15 + rng.below(10))),
-        ("{app}", rng.pick(APPS).to_string()),
+        ("{app}", (*rng.pick(APPS)).to_owned()),
         ("{user}", rng.pick(authors).clone()),
         ("{code}", format!("{:010x}", rng.next_u64() & 0xff_ffff_ffff)),
     ] {
@@ -232,7 +246,9 @@ fn fill(rng: &mut Rng, template: &str, authors: &[String]) -> String {
 /// A local wall-clock time in `zone`, as UTC. Zones with daylight saving have gaps and folds: take the earliest
 /// valid reading, or an hour later inside a gap.
 fn local_time(zone: Tz, day: NaiveDate, hour: u32, second_of_hour: u32) -> DateTime<Utc> {
-    let naive = day.and_hms_opt(hour, second_of_hour / 60, second_of_hour % 60).unwrap_or_default();
+    let naive = day
+        .and_hms_opt(hour, second_of_hour / 60, second_of_hour % 60)
+        .unwrap_or_default();
     zone.from_local_datetime(&naive)
         .earliest()
         .or_else(|| zone.from_local_datetime(&(naive + Duration::hours(1))).earliest())
@@ -247,10 +263,9 @@ fn snowflake(at: DateTime<Utc>, sequence: u64) -> u64 {
 
 fn author_id(username: &str) -> u64 {
     // FNV-1a: a stable number per username.
-    username
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-        >> 1
+    username.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) >> 1
 }
 
 #[cfg(test)]
@@ -282,7 +297,11 @@ mod tests {
         let mut retweets = 0;
         for record in &records {
             let parsed = crate::tweet::parse(record).expect("envelope");
-            let day = parsed.tweet.created_at.with_timezone(&chrono_tz::Asia::Jakarta).date_naive();
+            let day = parsed
+                .tweet
+                .created_at
+                .with_timezone(&chrono_tz::Asia::Jakarta)
+                .date_naive();
             assert!((plan(0).start..plan(0).start + chrono::Days::new(3)).contains(&day));
             ids.insert(parsed.tweet.id.clone());
             retweets += usize::from(crate::transform::is_retweet(&parsed.tweet));

@@ -1,0 +1,352 @@
+//! The demand report three ways: an aligned plain-text table for people, JSON for machines, and a self-contained
+//! HTML page with an inline SVG chart of daily mentions per keyword (no scripts, styles or fonts from elsewhere).
+
+use std::fmt::Write as _;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::marts::Marts;
+use crate::transform::Counts;
+
+/// Everything the demo reports.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoReport {
+    pub pipeline: String,
+    pub time_zone: String,
+    /// The keywords, in the pipeline's order.
+    pub keywords: Vec<String>,
+    /// The local days the lake held.
+    pub days: Vec<NaiveDate>,
+    /// Records on the bus.
+    pub records: u64,
+    /// Records the lake writer set aside in `rejected/` (not tweet envelopes).
+    pub rejected_records: u64,
+    /// The daily transform's counts, summed over the days.
+    pub transform: Counts,
+    /// Mentions per keyword per local hour (0-23), summed over the days: `hourly[keyword][hour]`.
+    pub hourly: Vec<(String, [u64; 24])>,
+    pub marts: Marts,
+    pub lake: String,
+    pub seconds: f64,
+}
+
+impl DemoReport {
+    /// Mentions of `keyword` on `day` (0 when the mart has no row: BigQuery keeps no empty groups).
+    pub fn daily(&self, keyword: &str, day: NaiveDate) -> u64 {
+        self.marts
+            .keyword_daily
+            .iter()
+            .find(|d| d.keyword == keyword && d.local_date == day)
+            .map_or(0, |d| d.tweets)
+    }
+
+    fn keyword_total(&self, keyword: &str) -> (u64, u64) {
+        self.marts
+            .per_keyword
+            .iter()
+            .find(|k| k.keyword == keyword)
+            .map_or((0, 0), |k| (k.tweets, k.authors))
+    }
+}
+
+/// A plain-text table: a header and right-aligned numbers, first column left-aligned.
+fn table(out: &mut String, title: &str, header: &[String], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    // Numeric columns are right-aligned (header included), the others left-aligned.
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|i| {
+            !rows.is_empty()
+                && rows
+                    .iter()
+                    .all(|row| row.get(i).is_some_and(|c| c.parse::<f64>().is_ok()))
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if !numeric[i] {
+                    format!("{cell:<w$}", w = widths[i])
+                } else {
+                    format!("{cell:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let _ = writeln!(out, "\n{title}");
+    let _ = writeln!(out, "{}", line(header));
+    let _ = writeln!(
+        out,
+        "{}",
+        widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  ")
+    );
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+}
+
+fn strings<I: IntoIterator<Item = S>, S: ToString>(items: I) -> Vec<String> {
+    items.into_iter().map(|s| s.to_string()).collect()
+}
+
+/// The report as text tables.
+pub fn text(report: &DemoReport) -> String {
+    let mut out = String::new();
+    let t = &report.transform;
+    let _ = writeln!(
+        out,
+        "Cilvest demand report: pipeline {}, {} day(s) from {} to {} ({})",
+        report.pipeline,
+        report.days.len(),
+        report.days.first().map(ToString::to_string).unwrap_or_default(),
+        report.days.last().map(ToString::to_string).unwrap_or_default(),
+        report.time_zone,
+    );
+    let _ = writeln!(
+        out,
+        "{} records on the bus, {} not tweets; {} tweets in: {} other language, {} retweets, {} duplicates, \
+         {} other day dropped; {} kept ({} mention no keyword). Lake: {}. {:.2}s.",
+        report.records,
+        report.rejected_records + t.rejected,
+        t.tweets_in,
+        t.other_language,
+        t.retweets,
+        t.duplicates,
+        t.other_day,
+        t.kept,
+        t.unmatched,
+        report.lake,
+        report.seconds,
+    );
+
+    let total = report.marts.total.clone().unwrap_or(super::marts::Total {
+        tweets: 0,
+        authors: 0,
+        first_day: None,
+        last_day: None,
+    });
+    let mut rows: Vec<Vec<String>> = report
+        .keywords
+        .iter()
+        .map(|k| {
+            let (tweets, authors) = report.keyword_total(k);
+            strings([k.clone(), tweets.to_string(), authors.to_string()])
+        })
+        .collect();
+    rows.push(strings([
+        "all tweets".to_owned(),
+        total.tweets.to_string(),
+        total.authors.to_string(),
+    ]));
+    table(
+        &mut out,
+        "Mentions per keyword",
+        &strings(["keyword", "tweets", "authors"]),
+        &rows,
+    );
+
+    let mut header = vec!["day".to_owned()];
+    header.extend(report.keywords.iter().cloned());
+    let rows: Vec<Vec<String>> = report
+        .days
+        .iter()
+        .map(|day| {
+            let mut row = vec![day.to_string()];
+            row.extend(report.keywords.iter().map(|k| report.daily(k, *day).to_string()));
+            row
+        })
+        .collect();
+    table(&mut out, "Mentions per keyword per day", &header, &rows);
+
+    let mut header = vec!["hour".to_owned()];
+    header.extend(report.keywords.iter().cloned());
+    let rows: Vec<Vec<String>> = (0..24)
+        .map(|hour| {
+            let mut row = vec![format!("{hour:02}:00")];
+            row.extend(report.hourly.iter().map(|(_, counts)| counts[hour].to_string()));
+            row
+        })
+        .collect();
+    table(
+        &mut out,
+        "Mentions per keyword per local hour (all days)",
+        &header,
+        &rows,
+    );
+
+    let rows: Vec<Vec<String>> = report
+        .marts
+        .top_users
+        .iter()
+        .map(|u| strings([u.rank.to_string(), format!("@{}", u.username), u.tweets.to_string()]))
+        .collect();
+    table(&mut out, "Top users", &strings(["rank", "username", "tweets"]), &rows);
+    out
+}
+
+/// Series colours, one per keyword in order; distinct enough to tell apart in a screenshot.
+pub const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// The HTML page: the daily chart, then the tables of the text report.
+pub fn html(report: &DemoReport) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cilvest demand report</title>\n\
+         <style>body{{font-family:sans-serif;margin:24px;color:#222}}pre{{font-size:13px;white-space:pre-wrap}}\
+         .legend span{{margin-right:18px}}</style></head><body>\n\
+         <h1>Cilvest demand report</h1>\n<p>Pipeline <b>{}</b>, {} day(s), time zone {}.</p>\n\
+         <h2>Daily mentions per keyword</h2>\n",
+        escape(&report.pipeline),
+        report.days.len(),
+        escape(&report.time_zone)
+    );
+    page.push_str(&chart(report));
+    page.push_str("<p class=\"legend\" id=\"legend\">");
+    for (i, keyword) in report.keywords.iter().enumerate() {
+        let _ = write!(
+            page,
+            "<span><b style=\"color:{}\">&#9632;</b> {}</span>",
+            COLOURS[i % COLOURS.len()],
+            escape(keyword)
+        );
+    }
+    page.push_str("</p>\n<h2>Tables</h2>\n<pre id=\"report\">");
+    page.push_str(&escape(&text(report)));
+    page.push_str("</pre>\n</body></html>\n");
+    page
+}
+
+/// A line chart: x = day, y = mentions, one `<path>` per keyword, axis tick labels as `<text>`.
+fn chart(report: &DemoReport) -> String {
+    const WIDTH: f64 = 900.0;
+    const HEIGHT: f64 = 420.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 50.0;
+    const TOP: f64 = 20.0;
+    const BOTTOM: f64 = 50.0;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let max = report
+        .keywords
+        .iter()
+        .flat_map(|k| report.days.iter().map(move |d| (k, d)))
+        .map(|(k, d)| report.daily(k, *d))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let y_max = nice_ceiling(max);
+    let n = report.days.len();
+    let x = |i: usize| {
+        if n <= 1 {
+            LEFT + plot_w / 2.0
+        } else {
+            LEFT + plot_w * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: u64| TOP + plot_h * (1.0 - v as f64 / y_max as f64);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg id=\"daily-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"Daily mentions per keyword\">"
+    );
+    let _ = writeln!(
+        svg,
+        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#ffffff\"/>"
+    );
+    // Y axis: five gridlines with their values.
+    let _ = writeln!(svg, "<g class=\"y-axis\" font-size=\"12\" fill=\"#444\">");
+    for step in 0..=4u64 {
+        let value = y_max * step / 4;
+        let py = y(value);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#e0e0e0\"/>\
+             <text class=\"y-label\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value}</text>",
+            WIDTH - RIGHT,
+            LEFT - 8.0,
+            py + 4.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">mentions</text></g>",
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0
+    );
+    // X axis: one label per day (every other day when there are many).
+    let every = n.div_ceil(12).max(1);
+    let _ = writeln!(svg, "<g class=\"x-axis\" font-size=\"12\" fill=\"#444\">");
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>",
+        WIDTH - RIGHT,
+        TOP + plot_h,
+        TOP + plot_h
+    );
+    for (i, day) in report.days.iter().enumerate().filter(|(i, _)| i % every == 0) {
+        let _ = writeln!(
+            svg,
+            "<text class=\"x-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            x(i),
+            TOP + plot_h + 20.0,
+            day.format("%Y-%m-%d")
+        );
+    }
+    let _ = writeln!(svg, "</g>");
+    for (k, keyword) in report.keywords.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let points: Vec<(f64, f64)> = report
+            .days
+            .iter()
+            .enumerate()
+            .map(|(i, day)| (x(i), y(report.daily(keyword, *day))))
+            .collect();
+        let d: String = points
+            .iter()
+            .enumerate()
+            .map(|(i, (px, py))| format!("{}{px:.1},{py:.1}", if i == 0 { "M" } else { " L" }))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<g class=\"series\" data-keyword=\"{kw}\"><path id=\"series-{kw}\" d=\"{d}\" fill=\"none\" \
+             stroke=\"{colour}\" stroke-width=\"3\"/>",
+            kw = escape(keyword)
+        );
+        for (px, py) in &points {
+            let _ = writeln!(svg, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{colour}\"/>");
+        }
+        let _ = writeln!(svg, "</g>");
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A round top for the y axis, divisible by 4 so that the five gridlines fall on round numbers: the smallest
+/// multiple of 4 * 10^k at or above `value`, with k chosen so that it takes at most 10 such steps.
+fn nice_ceiling(value: u64) -> u64 {
+    let mut step = 4u64;
+    while value.div_ceil(step) > 10 {
+        step = step.saturating_mul(10);
+    }
+    value.div_ceil(step).max(1).saturating_mul(step)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
