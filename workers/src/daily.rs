@@ -249,7 +249,12 @@ async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), Dail
     let (rows, counts) = match job.config.spec.transform.engine {
         Engine::Native => transform_native(job, report).await?,
         engine @ (Engine::Dataproc | Engine::DataprocServerless) => {
-            report.engine = if engine == Engine::Dataproc { "dataproc" } else { "dataprocServerless" }.to_owned();
+            report.engine = if engine == Engine::Dataproc {
+                "dataproc"
+            } else {
+                "dataprocServerless"
+            }
+            .to_owned();
             let step = Instant::now();
             let outcome = dataproc::transform_day(dataproc::DayRun {
                 lake: &job.lake,
