@@ -306,6 +306,59 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
     }
 }
 
+/// Name of the Job that deletes a Dataproc pipeline's clusters when the pipeline is deleted.
+pub fn dataproc_cleanup_name(pipeline: &str) -> String {
+    format!("{pipeline}-dataproc-cleanup")
+}
+
+/// The Job that runs `cilvest dataproc-cleanup` as the daily job's ServiceAccount (which holds the Google
+/// identity), for a pipeline with a Dataproc engine. It has no owner reference and mounts nothing the pipeline
+/// owns, so that it still runs while the pipeline and its children are being deleted.
+pub fn dataproc_cleanup_job(
+    pipeline: &CilvestPipeline,
+    options: &BuildOptions,
+) -> Option<k8s_openapi::api::batch::v1::Job> {
+    let dataproc = pipeline.spec.transform.dataproc.as_ref()?;
+    let name = pipeline.name_any();
+    let mut container = worker_container(options, "dataproc-cleanup", Vec::new(), ("50m", "64Mi", "256Mi"));
+    container.args = Some(
+        [
+            "dataproc-cleanup",
+            "--project",
+            &dataproc.project,
+            "--region",
+            &dataproc.region,
+            "--namespace",
+            &pipeline.namespace().unwrap_or_default(),
+            "--pipeline",
+            &name,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    container.ports = None;
+    container.liveness_probe = None;
+    container.readiness_probe = None;
+    container.volume_mounts = None;
+    let mut pod = pod_template(pipeline, "daily", container, Vec::new(), "Never");
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+    }
+    let mut metadata = object_meta(pipeline, &dataproc_cleanup_name(&name), "dataproc-cleanup");
+    metadata.owner_references = None;
+    Some(k8s_openapi::api::batch::v1::Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(3),
+            active_deadline_seconds: Some(1800),
+            ttl_seconds_after_finished: Some(300),
+            template: pod,
+            ..JobSpec::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// Labels every child carries; the last two make orphans findable.
 pub fn labels(pipeline: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

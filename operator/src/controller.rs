@@ -26,7 +26,7 @@ use kube::{
 };
 use tracing::{info, instrument, warn};
 
-use cilvest_crds::{CilvestPipeline, CilvestPipelineStatus, validate};
+use cilvest_crds::{CilvestPipeline, CilvestPipelineStatus, Engine, validate};
 
 use crate::{
     apply::{self, ApplyError, ExternalApis, Writes},
@@ -39,6 +39,11 @@ use crate::{
 const RESYNC: Duration = Duration::from_secs(300);
 /// How soon to look again at a pipeline blocked on something outside it (a Secret, a CRD).
 const BLOCKED_RETRY: Duration = Duration::from_secs(10);
+/// Held by Dataproc pipelines until their clusters are deleted: the only cleanup outside Kubernetes.
+pub const DATAPROC_FINALIZER: &str = "cilvest.io/dataproc-cleanup";
+/// The escape hatch: with this annotation set to "true" a pipeline is deleted without the Dataproc cleanup, e.g.
+/// when the operator or the Google identity is gone.
+pub const SKIP_CLEANUP_ANNOTATION: &str = "cilvest.io/skip-dataproc-cleanup";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +51,12 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error("failed to read secret {name}: {source}")]
     Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to clean up the dataproc clusters of {name}: {source}")]
+    Cleanup {
         name: String,
         #[source]
         source: kube::Error,
@@ -73,6 +84,7 @@ impl Error {
             Error::Apply(ApplyError::MissingCrd { .. }) => "CrdMissing",
             Error::Secret { .. } => "SecretReadFailed",
             Error::Daily { .. } => "JobReadFailed",
+            Error::Cleanup { .. } => "CleanupFailed",
             Error::Status { .. } => "StatusFailed",
         }
     }
@@ -138,8 +150,13 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(err) = result {
-                warn!(error = %err, "reconcile loop error");
+            match result {
+                Ok(_) => {}
+                // A child or Job event for a pipeline that was just deleted: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                    tracing::debug!(%object, "event for a pipeline that no longer exists");
+                }
+                Err(err) => warn!(error = %err, "reconcile loop error"),
             }
         })
         .await;
@@ -195,6 +212,20 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
         .map(|k| k.name.as_str())
         .collect::<Vec<_>>()
         .join(",");
+
+    let has_finalizer = pipeline.finalizers().iter().any(|f| f == DATAPROC_FINALIZER);
+    if pipeline.meta().deletion_timestamp.is_some() {
+        return if has_finalizer {
+            clean_up_dataproc(pipeline, ctx).await
+        } else {
+            Ok(Action::await_change())
+        };
+    }
+    let wants_finalizer =
+        pipeline.spec.transform.dataproc.is_some() && pipeline.spec.transform.engine == Engine::Dataproc;
+    if wants_finalizer != has_finalizer {
+        set_finalizer(pipeline, ctx, wants_finalizer).await?;
+    }
 
     if let Err(invalid) = validate(&pipeline.spec, None) {
         let problem = Problem {
@@ -341,6 +372,90 @@ async fn publish_status(
         .await
         .map_err(|source| Error::Status { name, source })?;
     Ok(())
+}
+
+/// Add or remove the Dataproc finalizer. The resourceVersion makes this a no-op conflict, not a lost update, if
+/// someone else changed the finalizers meanwhile.
+async fn set_finalizer(pipeline: &CilvestPipeline, ctx: &Context, present: bool) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = pipeline
+        .finalizers()
+        .iter()
+        .filter(|f| *f != DATAPROC_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(DATAPROC_FINALIZER.to_owned());
+    }
+    let name = pipeline.name_any();
+    let api: Api<CilvestPipeline> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
+    let patch =
+        serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": pipeline.resource_version()}});
+    api.patch(&name, &status_params(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Cleanup { name, source })?;
+    Ok(())
+}
+
+/// Run the cleanup Job for a Dataproc pipeline being deleted, and release it once the Job has succeeded.
+async fn clean_up_dataproc(pipeline: &CilvestPipeline, ctx: &Context) -> Result<Action, Error> {
+    let name = pipeline.name_any();
+    let err = |source| Error::Cleanup {
+        name: name.clone(),
+        source,
+    };
+    let skip = pipeline
+        .annotations()
+        .get(SKIP_CLEANUP_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    let Some(job) = build::dataproc_cleanup_job(pipeline, &ctx.options).filter(|_| !skip) else {
+        if skip {
+            event(
+                ctx,
+                pipeline,
+                EventType::Warning,
+                "DataprocCleanupSkipped",
+                "deleted without deleting Dataproc clusters",
+            )
+            .await;
+        }
+        set_finalizer(pipeline, ctx, false).await?;
+        return Ok(Action::await_change());
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
+    let job_name = build::dataproc_cleanup_name(&name);
+    let Some(live) = jobs.get_opt(&job_name).await.map_err(err)? else {
+        apply::apply(&jobs, job, None).await.map_err(err)?;
+        event(
+            ctx,
+            pipeline,
+            EventType::Normal,
+            "DataprocCleanup",
+            &format!("started job {job_name} to delete the pipeline's Dataproc clusters"),
+        )
+        .await;
+        return Ok(Action::requeue(BLOCKED_RETRY));
+    };
+    let finished = |kind: &str| {
+        live.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+    };
+    if finished("Complete") {
+        // The Job stays until its ttlSecondsAfterFinished: a late reconcile from a lagging cache then still finds
+        // it complete, instead of starting a second one.
+        set_finalizer(pipeline, ctx, false).await?;
+        Ok(Action::await_change())
+    } else if finished("Failed") {
+        let note = format!(
+            "job {job_name} could not delete the Dataproc clusters (they also delete themselves after spec.transform.dataproc.maxLifetime); \
+             to delete the pipeline anyway, annotate it {SKIP_CLEANUP_ANNOTATION}=true"
+        );
+        event(ctx, pipeline, EventType::Warning, "DataprocCleanupFailed", &note).await;
+        Ok(Action::requeue(Duration::from_secs(60)))
+    } else {
+        Ok(Action::requeue(BLOCKED_RETRY))
+    }
 }
 
 /// The newest finished daily Job of `pipeline` and its pods' termination messages.

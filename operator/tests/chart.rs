@@ -719,7 +719,7 @@ async fn helm_install_runs_the_operator_with_only_the_charts_rbac() {
         format!("create secrets -n {apps}"),
         format!("list secrets -n {apps}"),
         format!("get secrets -n {ops}"),
-        format!("patch cilvestpipelines.cilvest.io/cilvest -n {apps}"),
+        format!("update cilvestpipelines.cilvest.io/cilvest -n {apps}"),
         format!("update deployments.apps -n {apps}"),
         format!("list deployments.apps -n {ops}"),
         "list cilvestpipelines.cilvest.io -n default".to_owned(),

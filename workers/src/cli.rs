@@ -34,6 +34,8 @@ enum Command {
     Daily(crate::daily::Args),
     /// Run the whole pipeline on this machine with embedded defaults.
     Demo(crate::demo::Args),
+    /// Delete every Dataproc cluster a pipeline left (run by the operator when a Dataproc pipeline is deleted).
+    DataprocCleanup(crate::dataproc::cleanup::Args),
 }
 
 impl Args {
@@ -65,6 +67,7 @@ impl Command {
             Self::Consumer(args) => Ok(args.run().await?),
             Self::Daily(args) => crate::daily::run(args).await.map(drop).map_err(Into::into),
             Self::Demo(args) => Ok(crate::demo::run(args).await?),
+            Self::DataprocCleanup(args) => Ok(crate::dataproc::cleanup::run(args).await?),
         }
     }
 }

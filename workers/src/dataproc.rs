@@ -9,6 +9,7 @@
 //! The cluster's `autoDeleteTtl` is the backstop: even a run killed with SIGKILL cannot leave its cluster running
 //! past the spec's `maxLifetime`, and the next run deletes it at its start anyway.
 
+pub mod cleanup;
 mod day;
 
 use std::{future::Future, time::Duration};

@@ -653,3 +653,46 @@ async fn daily_on_dataproc_serverless_reports_a_failed_batch() {
     );
     let _ = std::fs::remove_dir_all(&setup.root);
 }
+
+#[tokio::test]
+async fn the_cleanup_command_deletes_only_this_pipelines_clusters() {
+    let fake = FakeDataproc::start(TOKEN, Faults::default()).await;
+    let labels =
+        |namespace: &str, pipeline: &str| json!({"cilvest-namespace": namespace, "cilvest-pipeline": pipeline});
+    fake.add_running_cluster(PROJECT, REGION, "cilvest-demo-a", labels("team-a", "demo"));
+    fake.add_running_cluster(PROJECT, REGION, "cilvest-demo-b", labels("team-a", "demo"));
+    fake.add_running_cluster(PROJECT, REGION, "cilvest-demo-other-ns", labels("team-b", "demo"));
+    let output = tokio::task::spawn_blocking({
+        let url = fake.url();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_cilvest"))
+                .args([
+                    "--log-format",
+                    "text",
+                    "dataproc-cleanup",
+                    "--project",
+                    PROJECT,
+                    "--region",
+                    REGION,
+                ])
+                .args([
+                    "--namespace",
+                    "team-a",
+                    "--pipeline",
+                    "demo",
+                    "--dataproc-endpoint",
+                    &url,
+                ])
+                .env("CILVEST_GCP_ACCESS_TOKEN", TOKEN)
+                .output()
+                .expect("run cilvest dataproc-cleanup")
+        }
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cleanup failed: {stderr}");
+    assert!(!stderr.contains(TOKEN), "the token leaked: {stderr}");
+    let left: Vec<String> = fake.clusters().into_iter().map(|c| c.name).collect();
+    assert_eq!(left, ["cilvest-demo-other-ns"]);
+}

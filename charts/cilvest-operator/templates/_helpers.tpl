@@ -48,7 +48,10 @@ What the operator does in a namespace it watches, read from operator/src (contro
 - pipelines: watched (list, watch); only status is written (patch on the status subresource), never spec.
 - children: server-side apply (patch; create when the child is new, since an apply that creates is authorized as
   create), listed by label before each pass, watched to requeue the owner, deleted when orphaned.
-- Jobs and Pods: only read, for status.lastRun (the daily Job's termination message); Jobs are also watched.
+- Jobs and Pods: read for status.lastRun (the daily Job's termination message); Jobs are also watched, and the
+  Dataproc cleanup Job is created, read and deleted when a Dataproc pipeline is deleted.
+- CilvestPipelines are patched only to add or remove the `cilvest.io/dataproc-cleanup` finalizer (RBAC cannot
+  limit a patch to metadata; the operator never writes spec).
 - Secrets: a metadata GET of the referenced X token Secret, to report SecretMissing. GET cannot be limited to
   metadata by RBAC, so this does grant reading those Secrets; it does not grant list or watch.
 - Events: events.k8s.io, created and patched (the recorder bumps a repeated event's series).
@@ -56,7 +59,7 @@ What the operator does in a namespace it watches, read from operator/src (contro
 {{- define "cilvest-operator.namespacedRules" -}}
 - apiGroups: ["cilvest.io"]
   resources: ["cilvestpipelines"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "get", "patch"]
 - apiGroups: ["cilvest.io"]
   resources: ["cilvestpipelines/status"]
   verbs: ["patch"]
@@ -74,7 +77,7 @@ What the operator does in a namespace it watches, read from operator/src (contro
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "get", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
