@@ -134,6 +134,7 @@ pub async fn run(
     let es = build::elasticsearch_resource();
     let kibana = build::kibana_resource();
     let pipelines: Api<DeserializeGuard<CilvestPipeline>> = scoped(&client, namespace.as_deref());
+    let metrics = ctx.metrics.clone();
     Controller::new(pipelines, watcher::Config::default())
         .owns(scoped::<Deployment>(&client, namespace.as_deref()), children.clone())
         .owns(scoped::<CronJob>(&client, namespace.as_deref()), children.clone())
@@ -149,14 +150,22 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // A child or Job event for a pipeline that was just deleted: nothing to do.
-                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
-                    tracing::debug!(%object, "event for a pipeline that no longer exists");
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok(_) => {}
+                    // A child or Job event for a pipeline that was just deleted: forget it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        metrics.forget(&format!(
+                            "{}/{}",
+                            object.namespace.as_deref().unwrap_or_default(),
+                            object.name
+                        ));
+                        tracing::debug!(%object, "event for a pipeline that no longer exists");
+                    }
+                    Err(err) => warn!(error = %err, "reconcile loop error"),
                 }
-                Err(err) => warn!(error = %err, "reconcile loop error"),
             }
         })
         .await;
@@ -360,8 +369,9 @@ async fn publish_status(
         children,
         last_run,
     );
+    let key = format!("{}/{}", pipeline.namespace().unwrap_or_default(), pipeline.name_any());
     ctx.metrics
-        .record_phase(&pipeline.name_any(), new.phase.as_deref().unwrap_or(status::PENDING));
+        .record_phase(&key, new.phase.as_deref().unwrap_or(status::PENDING));
     if !status::changed(previous, &new) {
         return Ok(());
     }

@@ -58,10 +58,22 @@ impl Metrics {
         }
     }
 
-    /// Remember `pipeline`'s phase and recount the pipelines per phase.
+    /// Remember the phase of `pipeline` (`namespace/name`) and recount the pipelines per phase.
     pub fn record_phase(&self, pipeline: &str, phase: &str) {
         let mut phase_of = self.phase_of.lock().unwrap_or_else(|p| p.into_inner());
         phase_of.insert(pipeline.to_owned(), phase.to_owned());
+        self.recount(&phase_of);
+    }
+
+    /// Forget a deleted pipeline (`namespace/name`).
+    pub fn forget(&self, pipeline: &str) {
+        let mut phase_of = self.phase_of.lock().unwrap_or_else(|p| p.into_inner());
+        if phase_of.remove(pipeline).is_some() {
+            self.recount(&phase_of);
+        }
+    }
+
+    fn recount(&self, phase_of: &HashMap<String, String>) {
         let mut counts: HashMap<&str, i64> = HashMap::new();
         for phase in phase_of.values() {
             *counts.entry(phase.as_str()).or_default() += 1;
@@ -113,4 +125,32 @@ async fn metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
         )],
         metrics.encode(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipelines_are_counted_per_phase_by_namespace_and_name_and_forgotten_when_deleted() {
+        let metrics = Metrics::new();
+        metrics.record_phase("a/cilvest", "Ready");
+        metrics.record_phase("b/cilvest", "Ready");
+        metrics.record_phase("b/other", "Degraded");
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"cilvest_operator_pipelines{phase="Ready"} 2"#),
+            "{}",
+            metrics.encode()
+        );
+        metrics.forget("a/cilvest");
+        metrics.record_phase("b/other", "Ready");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"cilvest_operator_pipelines{phase="Ready"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"phase="Degraded""#), "{text}");
+    }
 }
