@@ -399,17 +399,16 @@ async fn second_replica_stays_passive_while_the_first_holds_the_lease() {
     delete_namespace(&client, &ns).await;
 }
 
-#[tokio::test]
-async fn deleting_a_dataproc_pipeline_runs_the_cleanup_job_before_it_goes() {
-    let (client, ns, pipelines) = setup("op-dataproc").await;
-    create_token_secret(&client, &ns).await;
-    let operator = Operator::start(&ns, None);
+/// The full example on the Dataproc engine, optionally with an annotation set to "true"; returns once the operator
+/// has added its cleanup finalizer.
+async fn create_dataproc_pipeline(pipelines: &Api<CilvestPipeline>, annotation: Option<&str>) {
     let mut pipeline = full_pipeline();
     pipeline.spec.transform = serde_json::from_value(json!({
         "engine": "dataproc",
         "dataproc": {"project": "cilvest-prod", "region": "asia-southeast2"}
     }))
     .expect("transform");
+    pipeline.metadata.annotations = annotation.map(|a| [(a.to_owned(), "true".to_owned())].into());
     pipelines
         .create(&PostParams::default(), &pipeline)
         .await
@@ -422,6 +421,14 @@ async fn deleting_a_dataproc_pipeline_runs_the_cleanup_job_before_it_goes() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn deleting_a_dataproc_pipeline_runs_the_cleanup_job_before_it_goes() {
+    let (client, ns, pipelines) = setup("op-dataproc").await;
+    create_token_secret(&client, &ns).await;
+    let operator = Operator::start(&ns, None);
+    create_dataproc_pipeline(&pipelines, None).await;
 
     pipelines
         .delete("cilvest", &DeleteParams::background())
@@ -483,25 +490,7 @@ async fn the_skip_annotation_deletes_a_dataproc_pipeline_without_cleanup() {
     let (client, ns, pipelines) = setup("op-skip").await;
     create_token_secret(&client, &ns).await;
     let _operator = Operator::start(&ns, None);
-    let mut pipeline = full_pipeline();
-    pipeline.spec.transform = serde_json::from_value(json!({
-        "engine": "dataproc",
-        "dataproc": {"project": "cilvest-prod", "region": "asia-southeast2"}
-    }))
-    .expect("transform");
-    pipeline.metadata.annotations = Some([("cilvest.io/skip-dataproc-cleanup".to_owned(), "true".to_owned())].into());
-    pipelines
-        .create(&PostParams::default(), &pipeline)
-        .await
-        .expect("create pipeline");
-    wait_until("the dataproc finalizer", 60, || async {
-        let p = pipelines.get("cilvest").await.ok()?;
-        p.finalizers()
-            .iter()
-            .any(|f| f == "cilvest.io/dataproc-cleanup")
-            .then_some(())
-    })
-    .await;
+    create_dataproc_pipeline(&pipelines, Some("cilvest.io/skip-dataproc-cleanup")).await;
     pipelines
         .delete("cilvest", &DeleteParams::background())
         .await
