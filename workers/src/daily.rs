@@ -19,7 +19,6 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use chrono::{Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use cilvest_crds::{Engine, WorkerConfig, worker_config::ES_PASSWORD_ENV};
-use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 pub use report::Report;
@@ -327,11 +326,7 @@ async fn write_curated(job: &Job, rows: &[CuratedTweet]) -> Result<Path, DailyEr
             source,
         })?;
     let prefix = Path::from(curated::day_prefix(job.date));
-    let stale: Vec<Path> = job
-        .lake
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
+    let stale = crate::lake::list_paths(job.lake.as_ref(), &prefix)
         .await
         .map_err(|source| DailyError::List {
             prefix: prefix.to_string(),

@@ -136,16 +136,8 @@ impl TokenSource {
         if let Ok(token) = std::env::var(ACCESS_TOKEN_ENV) {
             return Ok(Self::Static(token));
         }
-        use gcp_bigquery_client::yup_oauth2::{
-            ApplicationDefaultCredentialsAuthenticator, ApplicationDefaultCredentialsFlowOpts,
-            authenticator::ApplicationDefaultCredentialsTypes,
-        };
-        let opts = ApplicationDefaultCredentialsFlowOpts::default();
-        let authenticator = match ApplicationDefaultCredentialsAuthenticator::builder(opts).await {
-            ApplicationDefaultCredentialsTypes::InstanceMetadata(builder) => builder.build().await,
-            ApplicationDefaultCredentialsTypes::ServiceAccount(builder) => builder.build().await,
-        };
-        authenticator
+        crate::warehouse::application_default_authenticator()
+            .await
             .map(Self::Default)
             .map_err(|e| DataprocError::Token(e.to_string()))
     }

@@ -84,3 +84,9 @@ fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore
         Arc::new(PrefixStore::new(store, Path::from(prefix)))
     }
 }
+
+/// Every object path under `prefix`, in the store's order.
+pub async fn list_paths(lake: &dyn ObjectStore, prefix: &Path) -> object_store::Result<Vec<Path>> {
+    use futures::TryStreamExt;
+    lake.list(Some(prefix)).map_ok(|meta| meta.location).try_collect().await
+}

@@ -101,18 +101,23 @@ struct DefaultCredentials(yup_oauth2::authenticator::DefaultAuthenticator);
 
 impl DefaultCredentials {
     async fn new() -> Result<Self, BQError> {
-        use yup_oauth2::{
-            ApplicationDefaultCredentialsAuthenticator, ApplicationDefaultCredentialsFlowOpts,
-            authenticator::ApplicationDefaultCredentialsTypes,
-        };
-        let opts = ApplicationDefaultCredentialsFlowOpts::default();
-        let authenticator = match ApplicationDefaultCredentialsAuthenticator::builder(opts).await {
-            ApplicationDefaultCredentialsTypes::InstanceMetadata(builder) => builder.build().await,
-            ApplicationDefaultCredentialsTypes::ServiceAccount(builder) => builder.build().await,
-        };
-        authenticator
+        application_default_authenticator()
+            .await
             .map(Self)
             .map_err(BQError::InvalidApplicationDefaultCredentialsAuthenticator)
+    }
+}
+
+/// The application-default-credentials authenticator every Google call of the workers uses (BigQuery, Dataproc).
+pub async fn application_default_authenticator() -> std::io::Result<yup_oauth2::authenticator::DefaultAuthenticator> {
+    use yup_oauth2::{
+        ApplicationDefaultCredentialsAuthenticator, ApplicationDefaultCredentialsFlowOpts,
+        authenticator::ApplicationDefaultCredentialsTypes,
+    };
+    let opts = ApplicationDefaultCredentialsFlowOpts::default();
+    match ApplicationDefaultCredentialsAuthenticator::builder(opts).await {
+        ApplicationDefaultCredentialsTypes::InstanceMetadata(builder) => builder.build().await,
+        ApplicationDefaultCredentialsTypes::ServiceAccount(builder) => builder.build().await,
     }
 }
 

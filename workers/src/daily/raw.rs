@@ -25,10 +25,7 @@ pub fn day_prefix(date: NaiveDate) -> Path {
 /// with a warning. A corrupt gzip object fails the run rather than silently losing its tweets.
 pub async fn read_day(lake: &Arc<dyn ObjectStore>, date: NaiveDate) -> Result<Vec<(Path, Bytes)>, DailyError> {
     let prefix = day_prefix(date);
-    let mut paths: Vec<Path> = lake
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
+    let mut paths = crate::lake::list_paths(lake.as_ref(), &prefix)
         .await
         .map_err(|source| DailyError::List {
             prefix: prefix.to_string(),

@@ -5,7 +5,6 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDate;
 use cilvest_crds::{Engine, WorkerConfig, validate::parse_duration};
-use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 use super::{
@@ -88,14 +87,8 @@ async fn execute(run: &DayRun<'_>, run_id: &str, job: &SparkJob) -> Result<(), D
                 .dataproc
                 .as_ref()
                 .ok_or(DataprocError::MissingSettings("dataproc"))?;
-            let lifetime = parse_duration(&settings.max_lifetime)
-                .ok_or_else(|| DataprocError::Duration(settings.max_lifetime.clone()))?;
-            let mut client = Client::new(
-                run.endpoint,
-                &settings.project,
-                &settings.region,
-                TokenSource::from_env().await?,
-            );
+            let (mut client, lifetime) =
+                client(run, &settings.project, &settings.region, &settings.max_lifetime).await?;
             client.polling = Polling {
                 interval: run.poll_interval,
                 cluster_deadline: Polling::default().cluster_deadline.min(lifetime),
@@ -110,14 +103,8 @@ async fn execute(run: &DayRun<'_>, run_id: &str, job: &SparkJob) -> Result<(), D
                 .dataproc_serverless
                 .as_ref()
                 .ok_or(DataprocError::MissingSettings("dataprocServerless"))?;
-            let lifetime = parse_duration(&settings.max_lifetime)
-                .ok_or_else(|| DataprocError::Duration(settings.max_lifetime.clone()))?;
-            let mut client = Client::new(
-                run.endpoint,
-                &settings.project,
-                &settings.region,
-                TokenSource::from_env().await?,
-            );
+            let (mut client, lifetime) =
+                client(run, &settings.project, &settings.region, &settings.max_lifetime).await?;
             client.polling = Polling {
                 interval: run.poll_interval,
                 job_deadline: lifetime,
@@ -128,6 +115,20 @@ async fn execute(run: &DayRun<'_>, run_id: &str, job: &SparkJob) -> Result<(), D
             client.run_batch(&batch_id, job, &labels, lifetime, sigterm()).await
         }
     }
+}
+
+/// A client for `project`/`region` and the run's maximum lifetime, which bounds every wait.
+async fn client(
+    run: &DayRun<'_>,
+    project: &str,
+    region: &str,
+    max_lifetime: &str,
+) -> Result<(Client, std::time::Duration), DataprocError> {
+    let lifetime = parse_duration(max_lifetime).ok_or_else(|| DataprocError::Duration(max_lifetime.to_owned()))?;
+    Ok((
+        Client::new(run.endpoint, project, region, TokenSource::from_env().await?),
+        lifetime,
+    ))
 }
 
 /// A short id unique per attempt (hex of the clock's nanoseconds), so a rerun never collides with a leftover.
@@ -160,9 +161,7 @@ async fn get(lake: &Arc<dyn ObjectStore>, path: &Path) -> Result<bytes::Bytes, D
 }
 
 async fn list(lake: &Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<Path>, DataprocError> {
-    lake.list(Some(&Path::from(prefix)))
-        .map_ok(|meta| meta.location)
-        .try_collect()
+    crate::lake::list_paths(lake.as_ref(), &Path::from(prefix))
         .await
         .map_err(|source| DataprocError::Lake {
             what: "list",

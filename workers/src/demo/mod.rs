@@ -628,12 +628,8 @@ fn all_committed(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> 
 }
 
 async fn count_rejected(lake: &Arc<dyn ObjectStore>) -> Result<u64, DemoError> {
-    use futures::TryStreamExt;
     let prefix = Path::from("rejected");
-    let paths: Vec<Path> = lake
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
+    let paths = crate::lake::list_paths(lake.as_ref(), &prefix)
         .await
         .map_err(|source| DemoError::List {
             prefix: prefix.to_string(),
