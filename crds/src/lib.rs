@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod spec;
+pub mod usage;
 pub mod validate;
 pub mod worker_config;
 

@@ -28,6 +28,7 @@ pub const INDONESIAN: &str = "id";
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataproc' || has(self.transform.dataproc)").message("transform.dataproc is required when transform.engine is dataproc").field_path(".transform.dataproc"))]
 #[x_kube(validation = Rule::new("self.transform.engine != 'dataprocServerless' || has(self.transform.dataprocServerless)").message("transform.dataprocServerless is required when transform.engine is dataprocServerless").field_path(".transform.dataprocServerless"))]
+#[x_kube(validation = Rule::new("self.bus != 'pubsub' || has(self.pubsub)").message("pubsub is required when bus is pubsub").field_path(".pubsub"))]
 // The same length as `validate::x_query` renders without de-duplication, summed per term so that the API server's
 // CEL cost estimate stays within budget (string building over nested lists does not).
 #[x_kube(validation = Rule::new("self.keywords.map(k, k.terms.map(t, size(t) + (t.contains(' ') ? 6 : 4)).sum()).sum() + 4 + size(self.language) + (self.dropRetweets ? 12 : 0) <= 512").message("the X search query built from the keywords' terms is over X's limit of 512 characters: use fewer or shorter terms").field_path(".keywords"))]
@@ -59,6 +60,15 @@ pub struct CilvestPipelineSpec {
     #[serde(default)]
     pub kafka: Kafka,
 
+    /// What carries raw tweets from the producer to the consumer: `kafka` (default; `kafka` and `topics` apply)
+    /// or `pubsub` (Google Cloud Pub/Sub; `pubsub` applies and no Kafka or Strimzi is needed).
+    #[serde(default)]
+    pub bus: Bus,
+
+    /// The Pub/Sub topic and subscription; required when bus is `pubsub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<PubSub>,
+
     /// The Kafka topics the pipeline owns.
     #[serde(default)]
     pub topics: Topics,
@@ -85,6 +95,33 @@ pub struct Keyword {
     /// Matching is case-insensitive; a hashtag also matches the bare word because cleaning turns `#` into a space.
     #[schemars(length(min = 1, max = 20), inner(length(min = 2, max = 64)))]
     pub terms: Vec<String>,
+    /// How the keyword is measured: `posts` (default) reads every matching post through recent search;
+    /// `counts` asks X only for hourly volumes (`GET /2/tweets/counts/recent`), billed per request instead of
+    /// per post; `both` does both.
+    #[serde(default)]
+    pub mode: KeywordMode,
+}
+
+/// How a keyword is measured.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum KeywordMode {
+    #[default]
+    Posts,
+    Counts,
+    Both,
+}
+
+impl KeywordMode {
+    /// The keyword's posts are read through recent search.
+    pub fn reads_posts(self) -> bool {
+        matches!(self, Self::Posts | Self::Both)
+    }
+
+    /// The keyword's hourly volumes are fetched from the counts endpoint.
+    pub fn counts(self) -> bool {
+        matches!(self, Self::Counts | Self::Both)
+    }
 }
 
 /// How terms are matched.
@@ -131,6 +168,23 @@ pub struct XSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub backfill: Option<String>,
+    /// The most the producer may read in one calendar month (UTC, as X bills), in posts or in US dollars at
+    /// `pricePerReadUSD`. From 80% on polling slows to a quarter of its rate; at 100% reads stop until the month
+    /// turns. Unread posts are read later, within recent search's 7-day reach. Omit for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_read_budget: Option<ReadBudget>,
+    /// What X charges per post read, in US dollars (pay-per-use, read from docs.x.com on 2026-11-28).
+    #[serde(default = "default_price_per_read", rename = "pricePerReadUSD")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub price_per_read_usd: String,
+    /// What X charges per counts request, in US dollars (`Counts: Recent`, read from docs.x.com on 2026-11-28).
+    #[serde(default = "default_price_per_count_request", rename = "pricePerCountRequestUSD")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub price_per_count_request_usd: String,
+    /// How often keywords in `counts` or `both` mode ask for their hourly volumes.
+    #[serde(default = "default_counts_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub counts_interval: String,
 }
 
 impl Default for XSource {
@@ -139,8 +193,27 @@ impl Default for XSource {
             bearer_token_secret_ref: default_bearer_token_ref(),
             poll_interval: default_poll_interval(),
             backfill: None,
+            monthly_read_budget: None,
+            price_per_read_usd: default_price_per_read(),
+            price_per_count_request_usd: default_price_per_count_request(),
+            counts_interval: default_counts_interval(),
         }
     }
+}
+
+/// A monthly read budget: exactly one of a number of posts or an amount of US dollars.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.posts) != has(self.usd)").message("set exactly one of monthlyReadBudget.posts and monthlyReadBudget.usd"))]
+pub struct ReadBudget {
+    /// Posts per calendar month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub posts: Option<i64>,
+    /// US dollars per calendar month, turned into posts at `pricePerReadUSD`, such as `50` or `12.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub usd: Option<String>,
 }
 
 /// A reference to one key of a Secret in the pipeline's namespace.
@@ -152,6 +225,38 @@ pub struct SecretKeyRef {
     /// Key inside the Secret.
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(max = 253))]
     pub key: String,
+}
+
+/// The bus between producer and consumer.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Bus {
+    #[default]
+    Kafka,
+    Pubsub,
+}
+
+/// Google Cloud Pub/Sub as the bus. The producer and the consumer create the topic and the subscription when
+/// they are missing (or create them beforehand, e.g. with Config Connector, and grant only publish and consume).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PubSub {
+    /// Google Cloud project of the topic and the subscription.
+    #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    pub project: String,
+    /// Topic ID. Defaults to `cilvest-<pipeline>-raw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z][-A-Za-z0-9._~+%]{2,254}$"))]
+    pub topic: Option<String>,
+    /// Subscription ID the consumer pulls from. Defaults to `cilvest-<pipeline>-lake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z][-A-Za-z0-9._~+%]{2,254}$"))]
+    pub subscription: Option<String>,
+    /// Acknowledgement deadline of the subscription in seconds. The consumer extends it while a batch is open,
+    /// so it only bounds how soon a crashed consumer's messages are delivered again.
+    #[serde(default = "default_ack_deadline_seconds")]
+    #[schemars(range(min = 10, max = 600))]
+    pub ack_deadline_seconds: i32,
 }
 
 /// Which Kafka cluster to use: a Strimzi-managed cluster in this namespace, or external bootstrap servers.
@@ -453,6 +558,32 @@ pub struct CilvestPipelineStatus {
     /// The most recent daily run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<DailyRun>,
+    /// What the producer read from X this month, and what that costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_usage: Option<XUsage>,
+}
+
+/// The X API usage of one calendar month (UTC), as the producer counted it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct XUsage {
+    /// The month, `YYYY-MM` (UTC).
+    pub month: String,
+    /// Posts returned by recent search: what X bills per read.
+    #[serde(default)]
+    pub posts_read: i64,
+    /// Recent search requests made.
+    #[serde(default)]
+    pub requests: i64,
+    /// Counts requests made: what X bills per request.
+    #[serde(default)]
+    pub count_requests: i64,
+    /// Estimated spend this month in US dollars at the spec's prices, such as `12.35`.
+    #[serde(default, rename = "estimatedSpendUSD")]
+    pub estimated_spend_usd: String,
+    /// The monthly read budget in posts, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_posts: Option<i64>,
 }
 
 /// Health of one child object.
@@ -509,6 +640,15 @@ fn default_bearer_token_ref() -> SecretKeyRef {
 fn default_poll_interval() -> String {
     "60s".to_owned()
 }
+fn default_price_per_read() -> String {
+    "0.005".to_owned()
+}
+fn default_price_per_count_request() -> String {
+    "0.005".to_owned()
+}
+fn default_counts_interval() -> String {
+    "1h".to_owned()
+}
 fn default_partitions() -> i32 {
     3
 }
@@ -538,6 +678,9 @@ fn default_max_lifetime() -> String {
 }
 fn default_bq_location() -> String {
     "asia-southeast2".to_owned()
+}
+fn default_ack_deadline_seconds() -> i32 {
+    60
 }
 fn default_index() -> String {
     "cilvest-tweets".to_owned()

@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, fmt, time::Duration};
 
-use crate::spec::{CilvestPipelineSpec, Engine, INDONESIAN};
+use crate::spec::{Bus, CilvestPipelineSpec, Engine, INDONESIAN, Keyword, ReadBudget};
 
 /// X recent search rejects queries longer than this many characters (self-serve access levels).
 pub const X_QUERY_LIMIT: usize = 512;
@@ -105,6 +105,46 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         "spec.source.x.bearerTokenSecretRef",
         &x.bearer_token_secret_ref,
     );
+    check_duration(
+        &mut fail,
+        "spec.source.x.countsInterval",
+        &x.counts_interval,
+        Duration::from_secs(60),
+        None,
+    );
+    for (path, price) in [
+        ("spec.source.x.pricePerReadUSD", &x.price_per_read_usd),
+        ("spec.source.x.pricePerCountRequestUSD", &x.price_per_count_request_usd),
+    ] {
+        if parse_usd(price).is_none() {
+            fail(path, format!("{price:?} is not an amount of US dollars such as 0.005"));
+        }
+    }
+    if let Some(budget) = &x.monthly_read_budget {
+        match (budget.posts, &budget.usd) {
+            (Some(posts), None) if posts >= 1 => {}
+            (Some(posts), None) => fail(
+                "spec.source.x.monthlyReadBudget.posts",
+                format!("{posts} must be at least 1"),
+            ),
+            (None, Some(usd)) if parse_usd(usd).is_some() => {
+                if budget_posts(budget, &x.price_per_read_usd).is_none_or(|posts| posts < 1) {
+                    fail(
+                        "spec.source.x.monthlyReadBudget.usd",
+                        format!("{usd:?} buys no post at pricePerReadUSD {:?}", x.price_per_read_usd),
+                    );
+                }
+            }
+            (None, Some(usd)) => fail(
+                "spec.source.x.monthlyReadBudget.usd",
+                format!("{usd:?} is not an amount of US dollars such as 50 or 12.5"),
+            ),
+            _ => fail(
+                "spec.source.x.monthlyReadBudget",
+                "set exactly one of posts and usd".into(),
+            ),
+        }
+    }
 
     let kafka = &spec.kafka;
     if kafka.strimzi_cluster.is_some() == kafka.bootstrap_servers.is_some() {
@@ -160,6 +200,39 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         Duration::from_secs(60),
         None,
     );
+
+    if spec.bus == Bus::Pubsub && spec.pubsub.is_none() {
+        fail("spec.pubsub", "pubsub is required when bus is pubsub".into());
+    }
+    if let Some(pubsub) = &spec.pubsub {
+        if !is_gcp_project(&pubsub.project) {
+            fail(
+                "spec.pubsub.project",
+                format!("{:?} is not a Google Cloud project ID", pubsub.project),
+            );
+        }
+        for (path, name) in [
+            ("spec.pubsub.topic", &pubsub.topic),
+            ("spec.pubsub.subscription", &pubsub.subscription),
+        ] {
+            if let Some(name) = name
+                && !is_pubsub_name(name)
+            {
+                fail(
+                    path,
+                    format!(
+                        "{name:?} must be 3-255 of letters, digits, - . _ ~ + %, start with a letter and not with goog"
+                    ),
+                );
+            }
+        }
+        if !(10..=600).contains(&pubsub.ack_deadline_seconds) {
+            fail(
+                "spec.pubsub.ackDeadlineSeconds",
+                format!("{} must be between 10 and 600", pubsub.ack_deadline_seconds),
+            );
+        }
+    }
 
     if spec.schedule.daily.split_whitespace().count() != 5 {
         fail(
@@ -265,6 +338,31 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
     }
 }
 
+/// A non-negative decimal amount such as `0.005` or `50`; `None` for anything else.
+pub fn parse_usd(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// The budget in posts: as given, or the dollars divided by the price per read (rounded down). `None` when it
+/// cannot be computed (a malformed amount or a zero price).
+pub fn budget_posts(budget: &ReadBudget, price_per_read_usd: &str) -> Option<u64> {
+    match (budget.posts, &budget.usd) {
+        (Some(posts), _) => u64::try_from(posts).ok(),
+        (None, Some(usd)) => {
+            let usd = parse_usd(usd)?;
+            let price = parse_usd(price_per_read_usd).filter(|p| *p > 0.0)?;
+            // A hair of tolerance so that 50 / 0.005 is 10000, not 9999.
+            Some((usd / price + 1e-9).floor() as u64)
+        }
+        (None, None) => None,
+    }
+}
+
 /// The query is longer than X accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -274,10 +372,22 @@ pub struct QueryTooLong {
     pub length: usize,
 }
 
-/// The X recent-search query for every keyword's terms, e.g.
+/// The X recent-search query for the terms of every keyword whose posts are read (mode `posts` or `both`), e.g.
 /// `(saham OR reksadana OR "reksa dana" OR sukuk) lang:id -is:retweet`. Repeated terms appear once.
 pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
-    let query = render_query(spec, true);
+    let query = render_query_for(spec, spec.keywords.iter().filter(|k| k.mode.reads_posts()), true);
+    let length = query.chars().count();
+    if length > X_QUERY_LIMIT {
+        Err(QueryTooLong { length })
+    } else {
+        Ok(query)
+    }
+}
+
+/// The X counts query of one keyword: its terms with the pipeline's language and retweet operators, so that
+/// a counted volume means the same as a read one.
+pub fn x_keyword_query(spec: &CilvestPipelineSpec, keyword: &Keyword) -> Result<String, QueryTooLong> {
+    let query = render_query_for(spec, std::iter::once(keyword), true);
     let length = query.chars().count();
     if length > X_QUERY_LIMIT {
         Err(QueryTooLong { length })
@@ -288,10 +398,16 @@ pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
 
 /// Without `dedup` this is the worst case the CRD's CEL rule measures, so both reject the same specs.
 fn render_query(spec: &CilvestPipelineSpec, dedup: bool) -> String {
+    render_query_for(spec, spec.keywords.iter(), dedup)
+}
+
+fn render_query_for<'a>(
+    spec: &CilvestPipelineSpec,
+    keywords: impl Iterator<Item = &'a Keyword>,
+    dedup: bool,
+) -> String {
     let mut seen = HashSet::new();
-    let terms: Vec<String> = spec
-        .keywords
-        .iter()
+    let terms: Vec<String> = keywords
         .flat_map(|k| k.terms.iter())
         .filter(|term| !dedup || seen.insert(term.to_lowercase()))
         .map(|term| {
@@ -417,6 +533,26 @@ fn is_dns_label(name: &str) -> bool {
 
 fn is_dns_subdomain(name: &str) -> bool {
     (1..=253).contains(&name.len()) && name.split('.').all(is_dns_label)
+}
+
+fn is_gcp_project(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (6..=30).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && bytes.last().is_some_and(|&b| b != b'-')
+}
+
+/// A Pub/Sub topic or subscription ID.
+fn is_pubsub_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !name.to_ascii_lowercase().starts_with("goog")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '%'))
 }
 
 fn is_kafka_topic(name: &str) -> bool {

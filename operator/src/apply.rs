@@ -9,6 +9,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         batch::v1::CronJob,
         core::v1::{ConfigMap, ServiceAccount},
+        rbac::v1::{Role, RoleBinding},
     },
 };
 use kube::{
@@ -52,6 +53,8 @@ pub struct LiveChildren {
     /// Live external objects, kept whole for status (KafkaTopic readiness, Elasticsearch health).
     pub objects: BTreeMap<(String, String), DynamicObject>,
     pub deployments: Vec<Deployment>,
+    /// `data` of the pipeline's X usage ConfigMap, as the producer wrote it.
+    pub x_usage: Option<BTreeMap<String, String>>,
 }
 
 /// How many writes one pass made; zero for an unchanged pipeline.
@@ -78,7 +81,15 @@ pub async fn list_children(
 ) -> Result<(LiveChildren, Vec<bool>), ApplyError> {
     let params = ListParams::default().labels(&children_selector(pipeline));
     let mut live = LiveChildren::default();
-    live.record(list_typed::<ConfigMap>(client, namespace, &params).await?);
+    let config_maps = list_typed::<ConfigMap>(client, namespace, &params).await?;
+    let usage_name = cilvest_crds::usage::usage_configmap_name(pipeline);
+    live.x_usage = config_maps
+        .iter()
+        .find(|map| map.name_any() == usage_name)
+        .and_then(|map| map.data.clone());
+    live.record(config_maps);
+    live.record(list_typed::<Role>(client, namespace, &params).await?);
+    live.record(list_typed::<RoleBinding>(client, namespace, &params).await?);
     live.record(list_typed::<ServiceAccount>(client, namespace, &params).await?);
     live.record(list_typed::<CronJob>(client, namespace, &params).await?);
     let deployments = list_typed::<Deployment>(client, namespace, &params).await?;
@@ -151,6 +162,7 @@ pub async fn apply_all(
         raw_topic,
         elasticsearch,
         kibana,
+        x_usage,
     } = resources;
     let mut pass = Pass {
         client,
@@ -164,6 +176,15 @@ pub async fn apply_all(
     for account in service_accounts {
         pass.typed(account).await?;
     }
+    // The producer's usage ConfigMap and its right to write it, before the producer that needs them.
+    let crate::x_usage::UsageChildren {
+        config_map: usage_map,
+        role: usage_role,
+        role_binding: usage_binding,
+    } = x_usage;
+    pass.typed(usage_map).await?;
+    pass.typed(usage_role).await?;
+    pass.typed(usage_binding).await?;
     pass.typed(producer).await?;
     pass.typed(consumer).await?;
     pass.typed(daily).await?;
@@ -242,6 +263,8 @@ impl Pass<'_> {
                 "ServiceAccount" => delete::<ServiceAccount>(self.client, self.namespace, name).await,
                 "Deployment" => delete::<Deployment>(self.client, self.namespace, name).await,
                 "CronJob" => delete::<CronJob>(self.client, self.namespace, name).await,
+                "Role" => delete::<Role>(self.client, self.namespace, name).await,
+                "RoleBinding" => delete::<RoleBinding>(self.client, self.namespace, name).await,
                 _ => match self.live.objects.get(&(kind.clone(), name.clone())) {
                     Some(object) => {
                         let types = object.types.clone().unwrap_or_default();

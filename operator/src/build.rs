@@ -26,7 +26,7 @@ use kube::{
 use serde_json::json;
 
 use cilvest_crds::{
-    CilvestPipeline, StrimziTopicVersion, WorkerConfig,
+    Bus, CilvestPipeline, StrimziTopicVersion, WorkerConfig,
     validate::parse_duration,
     worker_config::{CONFIG_KEY, ES_PASSWORD_ENV, X_BEARER_TOKEN_ENV},
 };
@@ -55,12 +55,14 @@ pub struct Resources {
     pub producer: Deployment,
     pub consumer: Deployment,
     pub daily: CronJob,
-    /// Present when the pipeline names a Strimzi cluster.
+    /// Present when the pipeline's bus is Kafka and it names a Strimzi cluster.
     pub raw_topic: Option<DynamicObject>,
     /// Present with a managed search target.
     pub elasticsearch: Option<DynamicObject>,
     /// Present with a managed search target that asks for Kibana.
     pub kibana: Option<DynamicObject>,
+    /// The producer's X usage ConfigMap and its right to write it.
+    pub x_usage: crate::x_usage::UsageChildren,
 }
 
 /// The external kinds the operator writes, by API version.
@@ -137,6 +139,10 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
         worker_container(options, "producer", vec![token_env], ("50m", "64Mi", "256Mi")),
         Vec::new(),
     );
+    // The producer keeps its monthly X usage in a ConfigMap: the only worker with a Kubernetes token.
+    if let Some(pod) = producer.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        crate::x_usage::producer_pod(pipeline, pod);
+    }
     // Two producers would read (and pay for) every post twice; never overlap them during a rollout.
     if let Some(spec) = producer.spec.as_mut() {
         spec.strategy = Some(DeploymentStrategy {
@@ -246,7 +252,10 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
         ..CronJob::default()
     };
 
-    let raw_topic = spec.kafka.strimzi_cluster.as_ref().map(|cluster| {
+    // A Pub/Sub pipeline has no Kafka topic: the workers create the Pub/Sub topic and subscription themselves, and
+    // a KafkaTopic left from before a switch to Pub/Sub is deleted as an orphan.
+    let strimzi_cluster = spec.kafka.strimzi_cluster.as_ref().filter(|_| spec.bus == Bus::Kafka);
+    let raw_topic = strimzi_cluster.map(|cluster| {
         let raw = &spec.topics.raw;
         let retention_ms = parse_duration(&raw.retention).map_or(604_800_000, |d| d.as_millis());
         let mut topic = DynamicObject::new(
@@ -303,6 +312,7 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
         raw_topic,
         elasticsearch,
         kibana,
+        x_usage: crate::x_usage::build(pipeline),
     }
 }
 
@@ -639,7 +649,10 @@ mod tests {
                 assert_eq!(sc.seccomp_profile.map(|s| s.type_).as_deref(), Some("RuntimeDefault"));
                 for env in container.env.unwrap_or_default() {
                     assert!(
-                        env.value.is_none() || env.name == "CILVEST_LOG_FORMAT",
+                        // Literal values are names, never secrets: the log format and the usage ConfigMap.
+                        env.value.is_none()
+                            || env.name == "CILVEST_LOG_FORMAT"
+                            || env.name == cilvest_crds::usage::USAGE_CONFIGMAP_ENV,
                         "{} has a literal value",
                         env.name
                     );
@@ -660,6 +673,43 @@ mod tests {
         p.spec.kafka.bootstrap_servers = Some("kafka.example:9092".to_owned());
         let resources = build(&p, &options());
         assert!(resources.raw_topic.is_none() && resources.elasticsearch.is_none() && resources.kibana.is_none());
+    }
+
+    #[test]
+    fn pubsub_bus_builds_no_kafka_topic_and_tells_the_workers_its_names() {
+        let resources = build(&pipeline(include_str!("../../examples/pubsub.yaml")), &options());
+        assert!(resources.raw_topic.is_none(), "no KafkaTopic for a Pub/Sub pipeline");
+        let config = resources.config.data.expect("config data");
+        let parsed: WorkerConfig =
+            serde_json::from_str(config.get(CONFIG_KEY).expect("pipeline.json")).expect("parses");
+        let pubsub = parsed.pubsub.expect("pub/sub settings");
+        assert_eq!(
+            (
+                pubsub.project.as_str(),
+                pubsub.topic.as_str(),
+                pubsub.subscription.as_str()
+            ),
+            ("cilvest-demo", "cilvest-cilvest-raw", "cilvest-cilvest-lake")
+        );
+        assert_eq!(pubsub.ack_deadline_seconds, 60);
+
+        // Switching an existing Strimzi pipeline to Pub/Sub drops the topic from the desired children, so the
+        // apply pass deletes the live KafkaTopic as an orphan.
+        let mut kafka = pipeline(include_str!("../../examples/cilvest.yaml"));
+        assert!(build(&kafka, &options()).raw_topic.is_some());
+        kafka.spec.bus = Bus::Pubsub;
+        kafka.spec.pubsub = Some(cilvest_crds::PubSub {
+            project: "cilvest-demo".to_owned(),
+            topic: Some("tweets".to_owned()),
+            subscription: None,
+            ack_deadline_seconds: 30,
+        });
+        let switched = build(&kafka, &options());
+        assert!(switched.raw_topic.is_none());
+        let config = switched.config.data.expect("config data");
+        let parsed: WorkerConfig =
+            serde_json::from_str(config.get(CONFIG_KEY).expect("pipeline.json")).expect("parses");
+        assert_eq!(parsed.pubsub.map(|p| p.topic), Some("tweets".to_owned()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `cilvest-operator` command line: `run` (the controller), `crd` and `render` (offline).
+//! The `cilvest-operator` command line: `run` (the controller), `crd`, `render` and `cost` (offline).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -50,6 +50,18 @@ enum Command {
         namespace: String,
         #[command(flatten)]
         build: BuildArgs,
+    },
+    /// Print a monthly estimate (USD and IDR) of what a pipeline file costs: X API, pods, bus, lake, BigQuery
+    /// and the transform engine, from the versioned price table.
+    Cost {
+        /// A CilvestPipeline YAML file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        /// Namespace of the pipeline when the file names none.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[command(flatten)]
+        cost: crate::cost::CostArgs,
     },
 }
 
@@ -110,6 +122,8 @@ enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Cost(#[from] crate::cost::CostError),
     #[error("leadership was lost; exiting so that a fresh start can compete again")]
     LostLeadership,
 }
@@ -124,6 +138,7 @@ impl Args {
             Command::Render { file, namespace, build } => {
                 render(&file, &namespace, &build).map(|yaml| print!("{yaml}"))
             }
+            Command::Cost { file, namespace, cost } => cost_estimate(&file, &namespace, &cost).map(|t| print!("{t}")),
             Command::Run(run_args) => {
                 init_logging();
                 match tokio::runtime::Runtime::new() {
@@ -143,6 +158,36 @@ impl Args {
             }
         }
     }
+}
+
+fn cost_estimate(file: &PathBuf, namespace: &str, args: &crate::cost::CostArgs) -> Result<String, CliError> {
+    let pipeline = read_pipeline(file, namespace)?;
+    let mut prices = crate::cost::Prices::embedded()?;
+    if let Some(path) = &args.prices {
+        let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        prices = prices.with_overrides(&path.display().to_string(), &text)?;
+    }
+    Ok(crate::cost::estimate(&pipeline, &args.assumptions(), &prices)?.render())
+}
+
+/// A pipeline file, in `namespace` unless it names one, validated.
+fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<CilvestPipeline, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|source| CliError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let mut pipeline: CilvestPipeline = serde_saphyr::from_str(&text).map_err(|e| CliError::Parse {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    if pipeline.metadata.namespace.is_none() {
+        pipeline.metadata.namespace = Some(namespace.to_owned());
+    }
+    validate(&pipeline.spec, None)?;
+    Ok(pipeline)
 }
 
 fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, CliError> {
@@ -167,6 +212,7 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
         raw_topic,
         elasticsearch,
         kibana,
+        x_usage,
     } = build::build(
         &pipeline,
         &BuildOptions {
@@ -180,6 +226,9 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
     documents.push(serde_saphyr::to_string(&producer)?);
     documents.push(serde_saphyr::to_string(&consumer)?);
     documents.push(serde_saphyr::to_string(&daily)?);
+    documents.push(serde_saphyr::to_string(&x_usage.config_map)?);
+    documents.push(serde_saphyr::to_string(&x_usage.role)?);
+    documents.push(serde_saphyr::to_string(&x_usage.role_binding)?);
     for object in [raw_topic, elasticsearch, kibana].into_iter().flatten() {
         documents.push(serde_saphyr::to_string(&object)?);
     }

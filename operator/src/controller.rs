@@ -21,6 +21,7 @@ use kube::{
         controller::Action,
         events::{Event, EventType, Recorder, Reporter},
         reflector::ObjectRef,
+        utils::Backoff,
         watcher,
     },
 };
@@ -117,6 +118,42 @@ impl Context {
 }
 
 /// Run the controller until `shutdown` resolves. `namespace` limits it to one namespace.
+/// The backoff of a controller's watches. kube-runtime puts one backoff behind all of a controller's watches
+/// together, and each watch's stale error from an API server outage costs a full wait once the server is back: with
+/// its default (30 s, jittered up to a minute) and eight watches, events flowed again only minutes after an API server
+/// restart (`tests/faults.rs`). A cap of a few seconds bounds that to well under a minute.
+#[derive(Debug, Clone, Copy)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_BACKOFF_FIRST,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(WATCH_BACKOFF_MAX);
+        Some(current)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_BACKOFF_FIRST;
+    }
+}
+
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -136,6 +173,7 @@ pub async fn run(
     let pipelines: Api<DeserializeGuard<CilvestPipeline>> = scoped(&client, namespace.as_deref());
     let metrics = ctx.metrics.clone();
     Controller::new(pipelines, watcher::Config::default())
+        .trigger_backoff(WatchBackoff::default())
         .owns(scoped::<Deployment>(&client, namespace.as_deref()), children.clone())
         .owns(scoped::<CronJob>(&client, namespace.as_deref()), children.clone())
         .owns(scoped::<ConfigMap>(&client, namespace.as_deref()), children.clone())
@@ -241,7 +279,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
             reason: "InvalidSpec".to_owned(),
             message: invalid.to_string(),
         };
-        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None).await?;
+        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None, None).await?;
         // Nothing will change until the spec does.
         return Ok(Action::await_change());
     }
@@ -314,7 +352,16 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
 
     let children = status::child_health(&live, &name, wants_search);
     let last_run = daily_last_run(ctx, &namespace, &name).await?;
-    publish_status(pipeline, ctx, keywords, problem.as_ref(), children, last_run).await?;
+    publish_status(
+        pipeline,
+        ctx,
+        keywords,
+        problem.as_ref(),
+        children,
+        last_run,
+        live.x_usage.as_ref(),
+    )
+    .await?;
     Ok(if problem.is_some() {
         Action::requeue(BLOCKED_RETRY)
     } else {
@@ -358,9 +405,10 @@ async fn publish_status(
     problem: Option<&Problem>,
     children: Vec<cilvest_crds::ChildStatus>,
     last_run: Option<cilvest_crds::DailyRun>,
+    x_usage: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Result<(), Error> {
     let previous = pipeline.status.as_ref();
-    let new: CilvestPipelineStatus = status::compute(
+    let mut new: CilvestPipelineStatus = status::compute(
         previous,
         pipeline.meta().generation,
         keywords,
@@ -369,6 +417,21 @@ async fn publish_status(
         children,
         last_run,
     );
+    // The producer's usage record: status.xUsage and the XBudget condition (kept as they were until it exists).
+    let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (usage, budget) =
+        crate::x_usage::status(&pipeline.spec, x_usage, previous_conditions, pipeline.meta().generation);
+    if usage.is_some() {
+        new.x_usage = usage;
+    }
+    if let Some(condition) = budget.or_else(|| {
+        previous_conditions
+            .iter()
+            .find(|c| c.type_ == crate::x_usage::CONDITION)
+            .cloned()
+    }) {
+        new.conditions.push(condition);
+    }
     let key = format!("{}/{}", pipeline.namespace().unwrap_or_default(), pipeline.name_any());
     ctx.metrics
         .record_phase(&key, new.phase.as_deref().unwrap_or(status::PENDING));

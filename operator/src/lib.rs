@@ -16,6 +16,8 @@ pub mod apply;
 pub mod build;
 pub mod cli;
 pub mod controller;
+pub mod cost;
 pub mod leader;
 pub mod status;
 pub mod telemetry;
+pub mod x_usage;

@@ -216,6 +216,7 @@ pub fn compute(
         ],
         children,
         last_run: last_run.or_else(|| previous.and_then(|s| s.last_run.clone())),
+        x_usage: previous.and_then(|s| s.x_usage.clone()),
     }
 }
 

@@ -15,6 +15,7 @@ use common::{client, delete_namespace, install_crd, kubectl, temp_namespace};
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+const PUBSUB: &str = include_str!("../../examples/pubsub.yaml");
 const BAD_SPECS: &str = include_str!("../../crds/tests/bad-specs.yaml");
 
 #[derive(Deserialize)]
@@ -65,6 +66,28 @@ async fn both_examples_are_accepted_and_the_minimal_one_is_completed_by_schema_d
     assert_eq!(minimal.spec.kafka.strimzi_cluster.as_deref(), Some("cilvest"));
     assert_eq!(minimal.spec.source.x.bearer_token_secret_ref.name, "cilvest-x-api");
     assert!(minimal.spec.drop_retweets);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn the_pubsub_example_is_accepted_and_completed_by_schema_defaults() {
+    let (client, ns, pipelines) = setup("crd-pubsub").await;
+    let pipeline: CilvestPipeline = serde_json::from_value(example(PUBSUB)).expect("example");
+    pipelines
+        .create(&PostParams::default(), &pipeline)
+        .await
+        .expect("pub/sub example accepted");
+    let stored = pipelines.get("cilvest").await.expect("get");
+    assert_eq!(stored.spec.bus, cilvest_crds::Bus::Pubsub);
+    let pubsub = stored.spec.pubsub.expect("pubsub settings");
+    assert_eq!(
+        (pubsub.project.as_str(), pubsub.ack_deadline_seconds),
+        ("cilvest-demo", 60)
+    );
+    assert_eq!(
+        pubsub.topic, None,
+        "the topic name defaults in the workers, from the pipeline's name"
+    );
     delete_namespace(&client, &ns).await;
 }
 

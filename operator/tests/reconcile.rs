@@ -246,6 +246,28 @@ async fn full_pipeline_lifecycle() {
     })
     .await;
 
+    // Switching the bus to Pub/Sub deletes the KafkaTopic (a labelled orphan) and tells the workers the names.
+    let to_pubsub = json!({"spec": {"bus": "pubsub", "pubsub": {"project": "cilvest-demo"}}});
+    pipelines
+        .patch("cilvest", &PatchParams::default(), &Patch::Merge(&to_pubsub))
+        .await
+        .expect("switch to pub/sub");
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    wait_until(
+        "the KafkaTopic to be deleted and the workers told about Pub/Sub",
+        30,
+        || async {
+            let gone = topics.get_opt("cilvest-raw").await.ok()?.is_none();
+            let config = config_maps.get("cilvest-config").await.ok()?;
+            let told = config
+                .data?
+                .get("pipeline.json")?
+                .contains("\"subscription\": \"cilvest-cilvest-lake\"");
+            (gone && told).then_some(())
+        },
+    )
+    .await;
+
     // Deleting the pipeline garbage-collects every child (the controller manager's garbage collector).
     drop(operator);
     pipelines

@@ -5,14 +5,31 @@
 #          into $CILVEST_CACHE/helm-v<version>/bin; GOCACHE/GOMODCACHE shared with the k8s build
 #   lua5.1 Debian's Lua 5.1 interpreter: Argo CD runs health checks in gopher-lua, which has Lua 5.1 semantics
 #   chromium Debian's Chromium, run headless by the demo test to render the HTML report and screenshot its chart
+#   cargo-deny v$TOOLS_CARGO_DENY_VERSION from crates.io, into $CILVEST_CACHE/tools/cargo-deny-<version>/bin: the
+#          dependency policy check of scripts/deny
 #
-# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM.
+# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM, CILVEST_CARGO_DENY.
 
 TOOLS_HELM_VERSION=3.22.0   # newest helm v3 on the module proxy (v4 changed the CLI; the chart is apiVersion v2)
+
+TOOLS_CARGO_DENY_VERSION=0.20.2
 
 tools_helm_bin() { echo "$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION/bin/helm"; }
 tools_lua_bin() { command -v lua5.1 || echo /usr/bin/lua5.1; }
 tools_chromium_bin() { echo /usr/bin/chromium; }
+tools_cargo_deny_bin() { echo "$CILVEST_CACHE/tools/cargo-deny-$TOOLS_CARGO_DENY_VERSION/bin/cargo-deny"; }
+
+# Measured once on this 2-core machine: 1352 s, with other cargo builds sharing the cores (cached afterwards).
+tools_install_cargo_deny() {
+  local root=$CILVEST_CACHE/tools/cargo-deny-$TOOLS_CARGO_DENY_VERSION build start=$SECONDS
+  log "building cargo-deny $TOOLS_CARGO_DENY_VERSION from crates.io (a few minutes once)"
+  # Its own throwaway target directory: CARGO_TARGET_DIR (set by .ci/run) must not collect a tool's build.
+  build=$(mktemp -d)
+  cargo install cargo-deny --version "$TOOLS_CARGO_DENY_VERSION" --locked --quiet --root "$root" --target-dir "$build" \
+    || { rm -rf "$build"; die "cargo install cargo-deny $TOOLS_CARGO_DENY_VERSION failed"; }
+  rm -rf "$build"
+  log "cargo-deny $TOOLS_CARGO_DENY_VERSION built in $((SECONDS - start))s"
+}
 
 # tools_go ARGS...: the go command with the build and module caches the k8s build uses (see k8s_go).
 tools_go() {
@@ -52,6 +69,7 @@ tools_install() {
   exec {tools_lock_fd}>"$CILVEST_CACHE/tools-install.lock"
   flock "$tools_lock_fd"
   [[ -x $(tools_helm_bin) ]] || tools_build_helm
+  [[ -x $(tools_cargo_deny_bin) ]] || tools_install_cargo_deny
   if ! command -v lua5.1 >/dev/null 2>&1; then
     log "installing Debian's lua5.1"
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
@@ -71,10 +89,13 @@ tools_install() {
 
 tools_start() { :; }
 tools_stop() { :; }
-tools_healthy() { [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) ]] && command -v lua5.1 >/dev/null 2>&1; }
+tools_healthy() {
+  [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) && -x $(tools_cargo_deny_bin) ]] && command -v lua5.1 >/dev/null 2>&1
+}
 
 tools_env() {
   printf 'export CILVEST_HELM=%q\n' "$(tools_helm_bin)"
   printf 'export CILVEST_LUA=%q\n' "$(tools_lua_bin)"
   printf 'export CILVEST_CHROMIUM=%q\n' "$(tools_chromium_bin)"
+  printf 'export CILVEST_CARGO_DENY=%q\n' "$(tools_cargo_deny_bin)"
 }

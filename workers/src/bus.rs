@@ -170,6 +170,16 @@ impl BusMetrics {
         self.published.get()
     }
 
+    /// Count `n` records the bus confirmed (the Pub/Sub publisher's; Kafka's are counted per delivery report).
+    pub fn count_published(&self, n: u64) {
+        self.published.inc_by(n);
+    }
+
+    /// Count `n` records the bus failed to take, which are sent again.
+    pub fn count_delivery_failures(&self, n: u64) {
+        self.delivery_failures.inc_by(n);
+    }
+
     pub fn set_newest(&self, id: u64) {
         if let Some(time) = crate::source::snowflake_time(id) {
             self.newest_id_timestamp.set(time.timestamp());

@@ -53,11 +53,27 @@ impl Args {
         match runtime.block_on(args.command.run()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                tracing::error!(error = %format!("{err:#}"), "cilvest failed");
+                tracing::error!(error = %error_chain(err.as_ref()), "cilvest failed");
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: most of our errors already print their source in their
+/// own message, and anyhow's `{:#}` would repeat it.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Command {

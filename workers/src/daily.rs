@@ -91,7 +91,7 @@ pub enum DailyError {
     ConfigParse {
         path: PathBuf,
         #[source]
-        source: serde_json::Error,
+        source: cilvest_crds::worker_config::ConfigError,
     },
     #[error("invalid time zone {0:?} in the pipeline's schedule")]
     TimeZone(String),
@@ -220,7 +220,7 @@ fn prepare(args: &Args) -> Result<Job, DailyError> {
         path: args.config.clone(),
         source,
     })?;
-    let config: WorkerConfig = serde_json::from_str(&text).map_err(|source| DailyError::ConfigParse {
+    let config = WorkerConfig::from_json(text.as_bytes()).map_err(|source| DailyError::ConfigParse {
         path: args.config.clone(),
         source,
     })?;
@@ -348,6 +348,16 @@ async fn load_warehouse(args: &Args, job: &Job, part: &Path, report: &mut Report
     // BigQuery reads the pipeline's bucket itself, whatever path this process used to reach it.
     let uri = format!("{}/{part}", job.config.spec.targets.lake.uri.trim_end_matches('/'));
     warehouse.replace_day(&bigquery.dataset, job.date, vec![uri]).await?;
+    // Counted volumes (keywords in `counts` or `both` mode) of the day, as the producer left them in the lake.
+    let counted = crate::counts::read_day(job.lake.as_ref(), &job.date.to_string())
+        .await
+        .map_err(|source| DailyError::Read {
+            path: format!("{}/dt={}", crate::counts::COUNTS_PREFIX, job.date),
+            source,
+        })?;
+    warehouse
+        .replace_counts_day(&bigquery.dataset, job.date, &counted)
+        .await?;
     let marts = bigquery.marts_dataset.as_deref().unwrap_or(&bigquery.dataset);
     warehouse.rebuild_marts(&bigquery.dataset, marts).await?;
     report.outputs.warehouse = Some(format!(

@@ -7,6 +7,8 @@
 //! ```
 //! The topic is the only state: a restarted producer continues where the topic ends, and because the publisher
 //! never lets the topic's newest id run ahead of a missing tweet (see `bus`), nothing is lost or written twice.
+//! With `spec.bus: pubsub` the tweets go to Pub/Sub instead, and the resume point is a checkpoint object in the
+//! lake written after each confirmed publish (see `pubsub`): nothing is lost, a restart may publish some twice.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -18,9 +20,11 @@ use cilvest_crds::{
 
 use crate::{
     bus::{self, BusError, BusMetrics, Publisher, Record},
+    pubsub::PubSubSink,
     source::{Batch, BearerToken, ReplaySource, RetryPolicy, SourceError, SourceMetrics, XSettings, XSource},
     telemetry::Telemetry,
     tweet::Envelope,
+    x_cost::{CostArgs, CostControl, CostError},
 };
 
 /// How long one attempt to read the topic's newest id may take.
@@ -85,6 +89,8 @@ pub struct Args {
     /// Most tweets one poll holds in memory; a larger backlog is read oldest first over several polls.
     #[arg(long, default_value_t = 100_000)]
     pub max_poll_tweets: usize,
+    #[command(flatten)]
+    pub cost: CostArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +104,10 @@ pub enum ProducerError {
     #[error("failed to read the worker configuration {path}: {source}")]
     ConfigRead { path: PathBuf, source: std::io::Error },
     #[error("failed to parse the worker configuration {path}: {source}")]
-    ConfigParse { path: PathBuf, source: serde_json::Error },
+    ConfigParse {
+        path: PathBuf,
+        source: cilvest_crds::worker_config::ConfigError,
+    },
     #[error("invalid {field} {value:?} in the worker configuration: expected a duration such as 60s or 24h")]
     Duration { field: &'static str, value: String },
     #[error("failed to build the X search query: {0}")]
@@ -109,6 +118,10 @@ pub enum ProducerError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    PubSub(#[from] crate::pubsub::SinkError),
+    #[error(transparent)]
+    Cost(#[from] CostError),
     #[error("failed to encode tweet {id} as an envelope: {source}")]
     Encode { id: u64, source: serde_json::Error },
 }
@@ -135,10 +148,12 @@ pub struct Producer {
     once: bool,
     retry: RetryPolicy,
     source: Source,
-    publisher: Publisher,
+    publisher: Sink,
     telemetry: Telemetry,
     bus_metrics: BusMetrics,
     source_metrics: SourceMetrics,
+    /// The read budget, its pace and the counts job (X source only).
+    cost: Option<CostControl>,
 }
 
 /// Run `cilvest producer`: serve health and metrics, then produce until SIGTERM (or after one poll with `--once`).
@@ -190,9 +205,11 @@ impl Producer {
 
         let source = match args.source {
             SourceKind::X => {
-                let query = x_query(&config.spec)?;
+                // Keywords in `counts` mode only are not searched at all.
+                let reads_posts = config.spec.keywords.iter().any(|k| k.mode.reads_posts());
+                let query = reads_posts.then(|| x_query(&config.spec)).transpose()?;
                 let token = BearerToken::load(args.bearer_token_file.as_deref())?;
-                tracing::info!(query = %query, api = %args.x_api_url, "polling X recent search");
+                tracing::info!(query = ?query, api = %args.x_api_url, "polling X recent search");
                 let settings = XSettings {
                     base_url: args.x_api_url.clone(),
                     query,
@@ -217,9 +234,31 @@ impl Producer {
                 Source::Replay(replay)
             }
         };
+        let cost = match args.source {
+            SourceKind::X => Some(CostControl::new(&config, &args.cost, &telemetry)?),
+            SourceKind::Replay => None,
+        };
         let bootstrap = args.kafka_bootstrap.unwrap_or(config.kafka_bootstrap);
         let topic = args.topic.unwrap_or(config.raw_topic);
-        let publisher = Publisher::new(&bootstrap, &topic, args.chunk_size, bus_metrics.clone())?;
+        let publisher = match &config.pubsub {
+            Some(pubsub) => Sink::PubSub(Box::new(PubSubSink::open(
+                pubsub,
+                &config.pipeline,
+                &config.spec.targets.lake.uri,
+                bus_metrics.clone(),
+            )?)),
+            None => Sink::Kafka(Publisher::new(
+                &bootstrap,
+                &topic,
+                args.chunk_size,
+                bus_metrics.clone(),
+            )?),
+        };
+        // Logs name the topic tweets actually go to.
+        let topic = match &publisher {
+            Sink::PubSub(pubsub) => pubsub.topic_path(),
+            Sink::Kafka(_) => topic,
+        };
         Ok(Self {
             bootstrap,
             topic,
@@ -231,6 +270,7 @@ impl Producer {
             telemetry,
             bus_metrics,
             source_metrics,
+            cost,
         })
     }
 
@@ -249,7 +289,19 @@ impl Producer {
             // The replay file has answered by being read; Kafka just did.
             self.telemetry.set_ready(true);
         }
+        if let (Source::X(x), Some(cost)) = (&mut self.source, &self.cost) {
+            tokio::select! {
+                () = cost.attach(x, self.retry) => {}
+                () = &mut shutdown => return Ok(()),
+            }
+        }
         loop {
+            if let (Source::X(x), Some(cost)) = (&mut self.source, &mut self.cost) {
+                tokio::select! {
+                    counted = cost.run_counts(x) => counted?,
+                    () = &mut shutdown => break,
+                }
+            }
             let batch = tokio::select! {
                 batch = self.source.next(since_id) => batch?,
                 () = &mut shutdown => break,
@@ -265,7 +317,6 @@ impl Producer {
                             .map_err(|source| ProducerError::Encode { id, source })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                self.publisher.refresh_partitions().await;
                 self.publisher.publish(&records).await?;
                 // Only now, with every record acknowledged, does the next poll start after these tweets.
                 since_id = since_id.max(Some(newest));
@@ -283,8 +334,12 @@ impl Producer {
             if self.once {
                 break;
             }
+            let wait = match (&mut self.source, &self.cost) {
+                (Source::X(x), Some(cost)) => cost.wait(x, self.poll_interval),
+                _ => self.poll_interval,
+            };
             tokio::select! {
-                () = tokio::time::sleep(self.poll_interval) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = &mut shutdown => break,
             }
         }
@@ -297,7 +352,13 @@ impl Producer {
     async fn resume_point(&mut self) -> Option<u64> {
         let mut failures = 0u32;
         loop {
-            match bus::newest_id_on_topic(&self.bootstrap, &self.topic, RESUME_TIMEOUT).await {
+            let newest = match &self.publisher {
+                Sink::Kafka(_) => bus::newest_id_on_topic(&self.bootstrap, &self.topic, RESUME_TIMEOUT)
+                    .await
+                    .map_err(ProducerError::from),
+                Sink::PubSub(pubsub) => pubsub.resume_point().await.map_err(ProducerError::from),
+            };
+            match newest {
                 Ok(newest) => {
                     tracing::info!(
                         topic = %self.topic,
@@ -320,12 +381,37 @@ impl Producer {
     }
 }
 
+/// Where tweets are published: the Kafka raw topic or Pub/Sub.
+enum Sink {
+    Kafka(Publisher),
+    PubSub(Box<PubSubSink>),
+}
+
+impl Sink {
+    async fn publish(&mut self, records: &[Record]) -> Result<(), ProducerError> {
+        match self {
+            Self::Kafka(kafka) => {
+                kafka.refresh_partitions().await;
+                kafka.publish(records).await?;
+            }
+            Self::PubSub(pubsub) => pubsub.publish(records).await?,
+        }
+        Ok(())
+    }
+
+    fn flush(&self, timeout: Duration) {
+        if let Self::Kafka(kafka) = self {
+            kafka.flush(timeout);
+        }
+    }
+}
+
 fn read_config(path: &std::path::Path) -> Result<WorkerConfig, ProducerError> {
     let text = std::fs::read(path).map_err(|source| ProducerError::ConfigRead {
         path: path.to_owned(),
         source,
     })?;
-    serde_json::from_slice(&text).map_err(|source| ProducerError::ConfigParse {
+    WorkerConfig::from_json(&text).map_err(|source| ProducerError::ConfigParse {
         path: path.to_owned(),
         source,
     })

@@ -6,6 +6,10 @@
 //!                  ─▶ GET …&next_token=…  (until meta has no next_token) ─▶ page n (oldest)
 //!                  ─▶ Batch: every tweet of the poll, oldest first, with its author's username
 //! ```
+//! Every request is counted against the monthly read budget (`budget`): the last page of a budget asks for what is
+//! left, a spent budget makes no request, and the range a cut-short poll could not read is read first next time.
+//! `counts` asks `GET /2/tweets/counts/recent` for hourly volumes with the same retries.
+//!
 //! Failures never end a poll: 429 waits for `x-rate-limit-reset`, 5xx, timeouts and malformed bodies back off
 //! exponentially with jitter, and 401/403/400 (a bad token or query, which only a person can fix) are logged once
 //! and retried on a long period. The bearer token never reaches a log line or an error message.
@@ -26,14 +30,21 @@ use prometheus_client::{
     registry::Registry,
 };
 use reqwest::{StatusCode, header::HeaderValue};
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use url::Url;
 
-use crate::{telemetry::Telemetry, tweet};
+use crate::{
+    budget::{Budget, BudgetMetrics, Pace, Unread},
+    telemetry::Telemetry,
+    tweet,
+    usage::UsageStore,
+};
 
 /// The recent search endpoint, relative to the API base URL.
 pub const SEARCH_PATH: &str = "/2/tweets/search/recent";
+/// The recent counts endpoint, relative to the API base URL.
+pub const COUNTS_PATH: &str = "/2/tweets/counts/recent";
 /// The tweet fields the envelope and the daily job read.
 pub const TWEET_FIELDS: &str = "created_at,lang,author_id,referenced_tweets,public_metrics";
 /// X's largest page for recent search.
@@ -264,8 +275,8 @@ impl SourceMetrics {
 pub struct XSettings {
     /// API base URL, such as `https://api.x.com`.
     pub base_url: String,
-    /// The search query, from `cilvest_crds::x_query`.
-    pub query: String,
+    /// The search query, from `cilvest_crds::x_query`; `None` when no keyword reads posts (counts only).
+    pub query: Option<String>,
     /// How far back to start when there is no `since_id` (the raw topic is empty).
     pub backfill: Duration,
     /// Per-request timeout.
@@ -278,16 +289,28 @@ pub struct XSettings {
     pub fail_on_configuration_error: bool,
 }
 
-/// X API v2 recent search, polled with `since_id`.
+/// The X endpoints the producer calls; each has its own rate-limit window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Search,
+    Counts,
+}
+
+/// X API v2 recent search, polled with `since_id`, and recent counts.
 pub struct XSource {
     http: reqwest::Client,
     search_url: Url,
+    counts_url: Url,
     token: BearerToken,
     settings: XSettings,
     /// Fixed when the source is created, so that polls before the first tweet do not slide past tweets.
     start_time: DateTime<Utc>,
-    /// From the last response: requests left in the window and when it resets.
-    rate_limit: Option<(u64, DateTime<Utc>)>,
+    /// From the last response of each endpoint (search, counts): requests left in the window and when it resets.
+    rate_limit: [Option<(u64, DateTime<Utc>)>; 2],
+    /// This month's reads against the budget, and where they are kept.
+    budget: Budget,
+    usage_store: UsageStore,
+    budget_metrics: BudgetMetrics,
     /// Set while X rejects the token or query, so that the error is logged once, not on every retry.
     configuration_error: Option<String>,
     metrics: SourceMetrics,
@@ -324,6 +347,23 @@ struct Meta {
     next_token: Option<String>,
 }
 
+/// One page of a counts response.
+#[derive(Deserialize)]
+struct CountsPage {
+    #[serde(default)]
+    data: Vec<HourCount>,
+    #[serde(default)]
+    meta: Meta,
+}
+
+/// The number of posts a query matched in one bucket (an hour, with `granularity=hour`).
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HourCount {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub tweet_count: u64,
+}
+
 /// X's error bodies: RFC 7807 problem details (`title`, `detail`, `type`), sometimes with an `errors` list.
 #[derive(Deserialize, Default)]
 struct Problem {
@@ -343,10 +383,14 @@ impl XSource {
         telemetry: Telemetry,
     ) -> Result<Self, SourceError> {
         let base = settings.base_url.trim_end_matches('/');
-        let search_url = Url::parse(&format!("{base}{SEARCH_PATH}")).map_err(|source| SourceError::Url {
-            url: settings.base_url.clone(),
-            source,
-        })?;
+        let url = |path: &str| {
+            Url::parse(&format!("{base}{path}")).map_err(|source| SourceError::Url {
+                url: settings.base_url.clone(),
+                source,
+            })
+        };
+        let search_url = url(SEARCH_PATH)?;
+        let counts_url = url(COUNTS_PATH)?;
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .user_agent(concat!("cilvest/", env!("CARGO_PKG_VERSION")))
@@ -359,22 +403,55 @@ impl XSource {
         Ok(Self {
             http,
             search_url,
+            counts_url,
             token,
             settings,
             start_time,
-            rate_limit: None,
+            rate_limit: [None, None],
+            budget: Budget::unlimited(Utc::now()),
+            usage_store: UsageStore::Memory,
+            budget_metrics: BudgetMetrics::default(),
             configuration_error: None,
             metrics,
             telemetry,
         })
     }
 
-    /// Every tweet newer than `since_id` (or, without one, since the backfill start), following `next_token` to
-    /// the last page. Failed requests are retried until they succeed (see [`XSettings`] for the one exception);
-    /// dropping the future abandons the poll without side effects, since nothing has been published yet.
-    pub async fn poll(&mut self, since_id: Option<u64>) -> Result<Batch, SourceError> {
+    /// Count reads against `budget`, kept in `store`, shown through `metrics`.
+    pub fn set_budget(&mut self, budget: Budget, store: UsageStore, metrics: BudgetMetrics) {
+        metrics.observe(&budget, Utc::now());
+        self.budget = budget;
+        self.usage_store = store;
+        self.budget_metrics = metrics;
+    }
+
+    /// How fast the producer may poll now (the month may have turned since the last request).
+    pub fn pace(&mut self) -> Pace {
         let now = Utc::now();
+        self.budget.roll(now);
+        self.budget_metrics.observe(&self.budget, now);
+        self.budget.pace(now)
+    }
+
+    /// This month's usage and budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Every tweet newer than `since_id` (or, without one, since the backfill start), following `next_token` to
+    /// the last page, within the monthly budget. Posts a budget-cut poll left unread are read first, and the
+    /// batch then says `more`. Failed requests are retried until they succeed (see [`XSettings`] for the one
+    /// exception); dropping the future abandons the poll without side effects, since nothing has been published.
+    pub async fn poll(&mut self, since_id: Option<u64>) -> Result<Batch, SourceError> {
+        if self.settings.query.is_none() {
+            return Ok(Batch::default());
+        }
+        let now = Utc::now();
+        self.budget.roll(now);
         let window_start = now - TimeDelta::from_std(X_RECENT_WINDOW).unwrap_or(TimeDelta::days(7)) + WINDOW_MARGIN;
+        if let Some(unread) = self.budget.usage().unread {
+            return self.read_unread(unread, window_start).await;
+        }
         let start_time = match since_id {
             Some(id) if snowflake_time(id).is_some_and(|posted| posted > window_start) => None,
             // X rejects a since_id older than its 7-day window. Everything in the window is newer than it, so
@@ -390,80 +467,209 @@ impl XSource {
             None => Some(self.start_time.clamp(window_start, now - START_TIME_MIN_AGE)),
         };
         let since_id = since_id.filter(|_| start_time.is_none());
+        let read = self.read_range(since_id, start_time, None).await?;
+        if read.cut_short
+            && let Some(oldest) = read.oldest_read
+        {
+            let lower = since_id.or(start_time.map(snowflake_floor));
+            self.leave_unread(lower, oldest).await;
+        }
+        Ok(read.into_batch(since_id))
+    }
 
+    /// The posts between `unread`'s bounds, newest first like any search, as far as the budget reaches.
+    async fn read_unread(&mut self, unread: Unread, window_start: DateTime<Utc>) -> Result<Batch, SourceError> {
+        let in_window = |id: u64| snowflake_time(id).is_some_and(|posted| posted > window_start);
+        let (since_id, start_time) = match unread.since_id {
+            Some(id) if in_window(id) => (Some(id), None),
+            lower => {
+                tracing::warn!(
+                    since_id = ?lower,
+                    until_id = unread.until_id,
+                    "posts left unread by the read budget are partly older than X's 7-day window: those cannot \
+                     be read any more"
+                );
+                (None, Some(window_start))
+            }
+        };
+        if !in_window(unread.until_id) {
+            // Nothing of the range is still in reach.
+            self.leave_unread(None, 0).await;
+            return Ok(Batch {
+                tweets: Vec::new(),
+                more: true,
+            });
+        }
+        tracing::info!(since_id = ?since_id, until_id = unread.until_id, "reading posts the budget left unread");
+        let read = self.read_range(since_id, start_time, Some(unread.until_id)).await?;
+        match read.oldest_read {
+            Some(oldest) if read.cut_short => self.leave_unread(since_id.or(unread.since_id), oldest).await,
+            // Stopped before the first page: the range stays as it is.
+            None if read.cut_short => {}
+            _ => self.leave_unread(None, 0).await,
+        }
+        let more = !read.cut_short;
+        let mut batch = read.into_batch(since_id);
+        batch.more = batch.more || more;
+        Ok(batch)
+    }
+
+    /// Remember (or, with `until_id` 0, forget) the range of posts not read yet.
+    async fn leave_unread(&mut self, since_id: Option<u64>, until_id: u64) {
+        let unread = (until_id > 0).then_some(Unread { since_id, until_id });
+        if let Some(range) = unread {
+            tracing::warn!(
+                since_id = ?range.since_id,
+                until_id = range.until_id,
+                "the monthly read budget ran out within a poll: the posts in between are read once the budget \
+                 allows again (within X's 7-day window)"
+            );
+        }
+        self.budget.set_unread(unread);
+        self.save_usage().await;
+    }
+
+    /// Store the usage record; a failure is logged and retried with the next save.
+    async fn save_usage(&mut self) {
+        let now = Utc::now();
+        self.budget_metrics.observe(&self.budget, now);
+        if let Err(error) = self.usage_store.save(self.budget.usage()).await {
+            tracing::warn!(error = %error, "failed to store the X usage record; retrying with the next request");
+        }
+    }
+
+    /// Pages of one search, newest first, until the last page or the budget's end.
+    async fn read_range(
+        &mut self,
+        since_id: Option<u64>,
+        start_time: Option<DateTime<Utc>>,
+        until_id: Option<u64>,
+    ) -> Result<ReadRange, SourceError> {
         // Pages come newest first; keep only the oldest `max_poll_tweets` so a huge backlog cannot exhaust memory.
-        let mut tweets: VecDeque<SourcedTweet> = VecDeque::new();
-        let mut truncated = false;
+        let mut read = ReadRange::default();
         let mut next_token: Option<String> = None;
         loop {
-            let page = self
-                .fetch_with_retry(since_id, start_time, next_token.as_deref())
-                .await?;
+            let Some(max_results) = self.budget.page_size(MAX_RESULTS) else {
+                read.cut_short = true;
+                break;
+            };
+            let params = self.search_params(since_id, start_time, until_id, next_token.as_deref(), max_results);
+            let page: SearchPage = self.fetch_with_retry(Endpoint::Search, &params).await?;
             let fetched_at = Utc::now();
+            self.metrics.posts_read.inc_by(page.data.len() as u64);
+            self.budget.record_search(page.data.len() as u64, fetched_at);
+            self.save_usage().await;
             let users: HashMap<&str, &str> = page
                 .includes
                 .users
                 .iter()
                 .map(|u| (u.id.as_str(), u.username.as_str()))
                 .collect();
-            self.metrics.posts_read.inc_by(page.data.len() as u64);
             for tweet in &page.data {
                 let Some(id) = tweet.get("id").and_then(Value::as_str).and_then(tweet::id_number) else {
                     tracing::warn!(tweet = %tweet, "skipping a search result without a numeric id");
                     continue;
                 };
+                read.oldest_read = Some(read.oldest_read.map_or(id, |oldest| oldest.min(id)));
                 let author_username = tweet
                     .get("author_id")
                     .and_then(Value::as_str)
                     .and_then(|author| users.get(author))
                     .map(|username| (*username).to_owned());
-                tweets.push_back(SourcedTweet {
+                read.tweets.push_back(SourcedTweet {
                     id,
                     tweet: tweet.clone(),
                     author_username,
                     fetched_at,
                 });
             }
-            while tweets.len() > self.settings.max_poll_tweets {
-                tweets.pop_front();
-                truncated = true;
+            while read.tweets.len() > self.settings.max_poll_tweets {
+                read.tweets.pop_front();
+                read.truncated = true;
             }
             match page.meta.next_token {
                 Some(token) if !token.is_empty() => next_token = Some(token),
                 _ => break,
             }
         }
-        if truncated {
+        if read.truncated {
             tracing::warn!(
-                kept = tweets.len(),
+                kept = read.tweets.len(),
                 "the backlog is larger than --max-poll-tweets: publishing the oldest part now and reading the \
                  rest again in the next poll, which costs posts twice"
             );
         }
-        // Oldest first, each id once, and none at or below since_id even if the API misbehaved.
-        let by_id: BTreeMap<u64, SourcedTweet> = tweets
-            .into_iter()
-            .filter(|t| since_id.is_none_or(|since| t.id > since))
-            .map(|t| (t.id, t))
-            .collect();
-        Ok(Batch {
-            tweets: by_id.into_values().collect(),
-            more: truncated,
-        })
+        Ok(read)
     }
 
-    /// One page, retried until X answers with one; with `fail_on_configuration_error`, a rejected token or query
-    /// is returned instead of retried.
-    async fn fetch_with_retry(
-        &mut self,
+    fn search_params(
+        &self,
         since_id: Option<u64>,
         start_time: Option<DateTime<Utc>>,
+        until_id: Option<u64>,
         next_token: Option<&str>,
-    ) -> Result<SearchPage, SourceError> {
+        max_results: u32,
+    ) -> Vec<(&'static str, String)> {
+        let mut params: Vec<(&str, String)> = vec![
+            ("query", self.settings.query.clone().unwrap_or_default()),
+            ("max_results", max_results.to_string()),
+            ("tweet.fields", TWEET_FIELDS.to_owned()),
+            ("expansions", "author_id".to_owned()),
+            ("user.fields", "username".to_owned()),
+        ];
+        if let Some(since_id) = since_id {
+            params.push(("since_id", since_id.to_string()));
+        }
+        if let Some(start_time) = start_time {
+            params.push(("start_time", start_time.to_rfc3339_opts(SecondsFormat::Secs, true)));
+        }
+        if let Some(until_id) = until_id {
+            params.push(("until_id", until_id.to_string()));
+        }
+        if let Some(token) = next_token {
+            params.push(("next_token", token.to_owned()));
+        }
+        params
+    }
+
+    /// Hourly post counts of `query` from `start_time` to now (`GET /2/tweets/counts/recent`, `granularity=hour`),
+    /// following `next_token`. X bills each request, not the posts counted; none of them is read.
+    pub async fn counts(&mut self, query: &str, start_time: DateTime<Utc>) -> Result<Vec<HourCount>, SourceError> {
+        let mut buckets = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let mut params: Vec<(&str, String)> = vec![
+                ("query", query.to_owned()),
+                ("granularity", "hour".to_owned()),
+                ("start_time", start_time.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            ];
+            if let Some(token) = &next_token {
+                params.push(("next_token", token.clone()));
+            }
+            let page: CountsPage = self.fetch_with_retry(Endpoint::Counts, &params).await?;
+            self.budget.record_counts(Utc::now());
+            self.budget_metrics.count_request();
+            self.save_usage().await;
+            buckets.extend(page.data);
+            match page.meta.next_token {
+                Some(token) if !token.is_empty() => next_token = Some(token),
+                _ => break,
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// One answer, retried until X gives one; with `fail_on_configuration_error`, a rejected token or query
+    /// is returned instead of retried.
+    async fn fetch_with_retry<T: DeserializeOwned>(
+        &mut self,
+        endpoint: Endpoint,
+        params: &[(&str, String)],
+    ) -> Result<T, SourceError> {
         let mut failures = 0u32;
         loop {
-            self.wait_for_rate_limit().await;
-            let error = match self.fetch(since_id, start_time, next_token).await {
+            self.wait_for_rate_limit(endpoint).await;
+            let error = match self.fetch(endpoint, params).await {
                 Ok(page) => {
                     self.metrics.outcome("ok");
                     self.telemetry.set_ready(true);
@@ -512,7 +718,7 @@ impl XSource {
                 }
                 _ => {
                     let wait = self.settings.retry.backoff(failures);
-                    tracing::warn!(error = %error, attempt = failures, retry_in = ?wait, "X search request failed");
+                    tracing::warn!(error = %error, attempt = failures, retry_in = ?wait, "X request failed");
                     wait
                 }
             };
@@ -520,10 +726,11 @@ impl XSource {
         }
     }
 
-    /// Keep under `x-rate-limit-remaining`: with no request left in the window, wait for its reset instead of
-    /// spending a request on a 429.
-    async fn wait_for_rate_limit(&mut self) {
-        if let Some((0, reset)) = self.rate_limit
+    /// Keep under `x-rate-limit-remaining`: with no request left in the endpoint's window, wait for its reset
+    /// instead of spending a request on a 429.
+    async fn wait_for_rate_limit(&mut self, endpoint: Endpoint) {
+        let slot = &mut self.rate_limit[endpoint as usize];
+        if let Some((0, reset)) = *slot
             && let Some(wait) = until(reset)
         {
             self.metrics.rate_limit_waits.inc();
@@ -531,36 +738,22 @@ impl XSource {
             tracing::info!(wait = ?wait, "no X requests left in this rate-limit window; waiting for its reset");
             tokio::time::sleep(wait).await;
         }
-        self.rate_limit = None;
+        self.rate_limit[endpoint as usize] = None;
     }
 
-    async fn fetch(
+    async fn fetch<T: DeserializeOwned>(
         &mut self,
-        since_id: Option<u64>,
-        start_time: Option<DateTime<Utc>>,
-        next_token: Option<&str>,
-    ) -> Result<SearchPage, SourceError> {
-        let max_results = MAX_RESULTS.to_string();
-        let mut params: Vec<(&str, String)> = vec![
-            ("query", self.settings.query.clone()),
-            ("max_results", max_results),
-            ("tweet.fields", TWEET_FIELDS.to_owned()),
-            ("expansions", "author_id".to_owned()),
-            ("user.fields", "username".to_owned()),
-        ];
-        if let Some(since_id) = since_id {
-            params.push(("since_id", since_id.to_string()));
-        }
-        if let Some(start_time) = start_time {
-            params.push(("start_time", start_time.to_rfc3339_opts(SecondsFormat::Secs, true)));
-        }
-        if let Some(token) = next_token {
-            params.push(("next_token", token.to_owned()));
-        }
+        endpoint: Endpoint,
+        params: &[(&str, String)],
+    ) -> Result<T, SourceError> {
+        let url = match endpoint {
+            Endpoint::Search => self.search_url.clone(),
+            Endpoint::Counts => self.counts_url.clone(),
+        };
         let response = self
             .http
-            .get(self.search_url.clone())
-            .query(&params)
+            .get(url)
+            .query(params)
             .header(reqwest::header::AUTHORIZATION, self.token.header())
             .send()
             .await
@@ -569,10 +762,12 @@ impl XSource {
         let headers = response.headers();
         let remaining = header_number(headers, "x-rate-limit-remaining");
         let reset = header_number(headers, "x-rate-limit-reset").and_then(|s| DateTime::from_timestamp(s as i64, 0));
-        if let Some(remaining) = remaining {
+        if let Some(remaining) = remaining
+            && endpoint == Endpoint::Search
+        {
             self.metrics.rate_limit_remaining.set(remaining as i64);
         }
-        self.rate_limit = remaining.zip(reset);
+        self.rate_limit[endpoint as usize] = remaining.zip(reset);
         let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
         match status {
             StatusCode::OK => serde_json::from_slice(&body).map_err(|e| SourceError::Malformed(e.to_string())),
@@ -602,6 +797,38 @@ impl XSource {
             SourceError::Transport(error.without_url())
         }
     }
+}
+
+/// What one search read: the tweets (oldest `max_poll_tweets` kept), and whether the budget cut it short.
+#[derive(Default)]
+struct ReadRange {
+    tweets: VecDeque<SourcedTweet>,
+    truncated: bool,
+    cut_short: bool,
+    /// The smallest id read, also of tweets dropped for memory.
+    oldest_read: Option<u64>,
+}
+
+impl ReadRange {
+    fn into_batch(self, since_id: Option<u64>) -> Batch {
+        // Oldest first, each id once, and none at or below since_id even if the API misbehaved.
+        let by_id: BTreeMap<u64, SourcedTweet> = self
+            .tweets
+            .into_iter()
+            .filter(|t| since_id.is_none_or(|since| t.id > since))
+            .map(|t| (t.id, t))
+            .collect();
+        Batch {
+            tweets: by_id.into_values().collect(),
+            more: self.truncated,
+        }
+    }
+}
+
+/// The largest id a post from before `at` can have: a `since_id` that means "posted at `at` or later".
+fn snowflake_floor(at: DateTime<Utc>) -> u64 {
+    let ms = (at.timestamp_millis() - SNOWFLAKE_EPOCH_MS).max(1) as u64;
+    (ms << 22).saturating_sub(1)
 }
 
 /// The time between now and `at`, if `at` is in the future.

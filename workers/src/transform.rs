@@ -511,6 +511,7 @@ mod tests {
         spec.keywords.push(Keyword {
             name: "emoji".into(),
             terms: vec!["🚀🚀".into()],
+            mode: Default::default(),
         });
         spec.matching = Matching::default();
         let rules = Rules::new(&spec, chrono_tz::UTC);

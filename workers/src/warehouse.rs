@@ -33,6 +33,8 @@ use gcp_bigquery_client::{
 };
 use serde_json::Value;
 
+use crate::counts::CountedHour;
+
 /// Environment variable naming a BigQuery emulator base URL such as `http://127.0.0.1:9050`.
 pub const BQ_ENDPOINT_ENV: &str = "CILVEST_BQ_ENDPOINT";
 
@@ -42,6 +44,8 @@ const GOOGLE_V2_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
 const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 /// The warehouse table of curated tweets.
 pub const TWEETS_TABLE: &str = "tweets";
+/// The warehouse table of counted volumes: keyword, local day and hour, posts X counted (counts mode).
+pub const COUNTS_TABLE: &str = "tweet_counts";
 /// How long one query request waits on the server before we poll for its result.
 const QUERY_WAIT: Duration = Duration::from_secs(60);
 /// The longest a load or query job may take before the run gives up on it.
@@ -456,11 +460,66 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Rebuild every mart in `marts_dataset` from `dataset.tweets`.
+    /// Make `dataset.tweet_counts` hold exactly `hours` for local day `date` (all of them of that day). Two
+    /// statements, not one: a crash in between leaves the day without counts until the run is repeated, which
+    /// the next run does.
+    pub async fn replace_counts_day(
+        &self,
+        dataset: &str,
+        date: NaiveDate,
+        hours: &[CountedHour],
+    ) -> Result<(), WarehouseError> {
+        self.ensure_dataset(dataset).await?;
+        self.ensure_table(counts_table(&self.project, dataset)).await?;
+        let table = self.table_sql(dataset, COUNTS_TABLE);
+        self.query(
+            &format!("delete day {date} of {dataset}.{COUNTS_TABLE}"),
+            &format!("DELETE FROM {table} WHERE local_date = DATE '{date}'"),
+        )
+        .await?;
+        // Keyword names are validated (`[a-z0-9][a-z0-9_-]*`) and the rest are numbers and times: nothing to
+        // escape. A day is at most 24 hours x 20 keywords.
+        let values: Vec<String> = hours
+            .iter()
+            .filter(|h| h.local_date == date.to_string())
+            .filter(|h| {
+                h.keyword
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .map(|h| {
+                format!(
+                    "('{}', DATE '{}', {}, TIMESTAMP '{}', {}, TIMESTAMP '{}')",
+                    h.keyword,
+                    h.local_date,
+                    h.local_hour,
+                    h.start.format("%Y-%m-%d %H:%M:%S+00"),
+                    h.tweet_count,
+                    h.fetched_at.format("%Y-%m-%d %H:%M:%S+00")
+                )
+            })
+            .collect();
+        if !values.is_empty() {
+            self.query(
+                &format!("insert day {date} of {dataset}.{COUNTS_TABLE}"),
+                &format!(
+                    "INSERT INTO {table} (keyword, local_date, local_hour, hour_start, tweets, fetched_at) VALUES {}",
+                    values.join(", ")
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild every mart in `marts_dataset` from `dataset.tweets` and `dataset.tweet_counts`.
     pub async fn rebuild_marts(&self, dataset: &str, marts_dataset: &str) -> Result<(), WarehouseError> {
         self.ensure_dataset(marts_dataset).await?;
+        // The keyword marts read counted volumes too; a pipeline without counts has an empty table.
+        self.ensure_table(counts_table(&self.project, dataset)).await?;
         let tweets = self.table_sql(dataset, TWEETS_TABLE);
-        for mart in marts(&tweets) {
+        let counts = self.table_sql(dataset, COUNTS_TABLE);
+        for mart in marts(&tweets, &counts) {
             let sql = format!(
                 "CREATE OR REPLACE TABLE {} AS {}",
                 self.table_sql(marts_dataset, mart.name),
@@ -515,6 +574,30 @@ fn tweets_table(project: &str, dataset: &str) -> Table {
         .description("Curated tweets, one row per tweet; written by `cilvest daily`, one local day at a time")
 }
 
+/// The schema of `tweet_counts`.
+pub fn counts_schema() -> TableSchema {
+    let required = |mut field: TableFieldSchema| {
+        field.mode = Some("REQUIRED".to_owned());
+        field
+    };
+    TableSchema::new(vec![
+        required(TableFieldSchema::string("keyword")),
+        required(TableFieldSchema::date("local_date")),
+        required(TableFieldSchema::integer("local_hour")),
+        required(TableFieldSchema::timestamp("hour_start")),
+        required(TableFieldSchema::integer("tweets")),
+        required(TableFieldSchema::timestamp("fetched_at")),
+    ])
+}
+
+fn counts_table(project: &str, dataset: &str) -> Table {
+    Table::new(project, dataset, COUNTS_TABLE, counts_schema())
+        .time_partitioning(TimePartitioning::per_day().field("local_date"))
+        .description(
+            "Posts X counted per keyword and hour without reading them (counts mode); written by `cilvest daily`",
+        )
+}
+
 /// A staging table for one load. It carries a trailing nullable `dt` column besides the tweets' columns because
 /// the emulator's Parquet reader (DuckDB) adds the `dt=D` directory of the source path as a last column and
 /// inserts by position; BigQuery replaces the schema with the load's on WRITE_TRUNCATE, so there it is unused.
@@ -533,9 +616,11 @@ pub struct Mart {
     pub select: String,
 }
 
-/// The marts, as `SELECT`s over `tweets` (a quoted, fully qualified table name). Keyword marts count a tweet once
-/// for each keyword it mentions; authors are distinct non-null usernames.
-pub fn marts(tweets: &str) -> Vec<Mart> {
+/// The marts, as `SELECT`s over `tweets` and `counts` (quoted, fully qualified table names). Keyword marts count a
+/// tweet once for each keyword it mentions; authors are distinct non-null usernames. The keyword daily and hourly
+/// marts also hold the counted volumes, with `source = 'counted'` (read tweets have `source = 'read'`); a
+/// counted row has no authors and no share of the day, since X counts posts per query, not per distinct post.
+pub fn marts(tweets: &str, counts: &str) -> Vec<Mart> {
     let per_keyword = format!("{tweets} AS t, UNNEST(t.keywords) AS keyword");
     vec![
         Mart {
@@ -558,19 +643,29 @@ pub fn marts(tweets: &str) -> Vec<Mart> {
             select: format!(
                 "WITH daily AS (SELECT keyword, t.local_date, COUNT(*) AS tweets, \
                  COUNT(DISTINCT t.username) AS authors FROM {per_keyword} GROUP BY keyword, t.local_date), \
-                 totals AS (SELECT local_date, COUNT(*) AS day_tweets FROM {tweets} GROUP BY local_date) \
+                 totals AS (SELECT local_date, COUNT(*) AS day_tweets FROM {tweets} GROUP BY local_date), \
+                 counted AS (SELECT keyword, local_date, SUM(tweets) AS tweets FROM {counts} \
+                 GROUP BY keyword, local_date) \
                  SELECT d.keyword, d.local_date, d.tweets, d.authors, \
                  SUM(d.tweets) OVER (PARTITION BY d.keyword ORDER BY UNIX_DATE(d.local_date) \
                  RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
-                 d.tweets / totals.day_tweets AS share_of_day \
-                 FROM daily AS d JOIN totals ON d.local_date = totals.local_date"
+                 d.tweets / totals.day_tweets AS share_of_day, 'read' AS source \
+                 FROM daily AS d JOIN totals ON d.local_date = totals.local_date \
+                 UNION ALL \
+                 SELECT c.keyword, c.local_date, c.tweets, CAST(NULL AS INT64) AS authors, \
+                 SUM(c.tweets) OVER (PARTITION BY c.keyword ORDER BY UNIX_DATE(c.local_date) \
+                 RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
+                 CAST(NULL AS FLOAT64) AS share_of_day, 'counted' AS source FROM counted AS c"
             ),
         },
         Mart {
             name: "mart_keyword_hourly",
             select: format!(
-                "SELECT keyword, t.local_date, t.local_hour, COUNT(*) AS tweets \
-                 FROM {per_keyword} GROUP BY keyword, t.local_date, t.local_hour"
+                "SELECT keyword, t.local_date, t.local_hour, COUNT(*) AS tweets, 'read' AS source \
+                 FROM {per_keyword} GROUP BY keyword, t.local_date, t.local_hour \
+                 UNION ALL \
+                 SELECT keyword, local_date, local_hour, SUM(tweets) AS tweets, 'counted' AS source \
+                 FROM {counts} GROUP BY keyword, local_date, local_hour"
             ),
         },
         // RANK, not ROW_NUMBER: users tied on the 10th place are all in, with the same rank.
@@ -672,9 +767,12 @@ mod tests {
 
     #[test]
     fn every_mart_reads_the_qualified_tweets_table() {
-        for mart in marts("`p.d.tweets`") {
+        for mart in marts("`p.d.tweets`", "`p.d.tweet_counts`") {
             assert!(mart.name.starts_with("mart_"));
             assert!(mart.select.contains("`p.d.tweets`"), "{}", mart.name);
+            if mart.name.starts_with("mart_keyword_") {
+                assert!(mart.select.contains("`p.d.tweet_counts`"), "{}", mart.name);
+            }
         }
     }
 

@@ -957,3 +957,43 @@ fn tweets_of_the_test_span_several_jakarta_days() {
         .collect();
     assert_eq!(days.len(), 3, "{days:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let bootstrap = kafka_bootstrap();
+    let topic = unique("consumer-broker-restart");
+    let group = unique("consumer-broker-restart-group");
+    create_topic(&bootstrap, &topic, 2).await;
+    let dir = temp_dir("consumer-broker-restart");
+    let lake_dir = dir.join("lake");
+    let lake_uri = format!("file://{}", lake_dir.display());
+    let lake = cilvest_workers::lake::open(&lake_uri, None).expect("open lake");
+    let extra = ["--flush-records", "500", "--flush-interval", "300ms"];
+    let args = ConsumerArgs {
+        topic: &topic,
+        group: &group,
+        lake: &lake_uri,
+        extra: &extra,
+    };
+    let producer = producer(&bootstrap);
+    let committed = Committed::new(&group, &topic, 2);
+    let mut consumer = ConsumerProcess::spawn(&args, dir.join("consumer.log"));
+    let mut produced = produce(&producer, &topic, 0..5_000).await;
+    committed
+        .wait_for(5_000, Duration::from_secs(30), &mut [&mut consumer])
+        .await;
+
+    // The broker goes down and comes back (same data) while the consumer runs; more records follow.
+    tokio::task::spawn_blocking(support::restart_kafka)
+        .await
+        .expect("restart kafka");
+    consumer.assert_running();
+    produced.extend(produce(&producer, &topic, 5_000..10_000).await);
+    committed
+        .wait_for(10_000, Duration::from_secs(90), &mut [&mut consumer])
+        .await;
+    assert!(consumer.terminate(Duration::from_secs(15)).await.success());
+    assert_exactly_once(&read_lake(&lake).await, &topic, &produced);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,5 @@
 //! Smoke tests of the real services `scripts/testenv up` starts on 127.0.0.1: Kafka, the GCS emulator,
-//! the BigQuery emulator, the search server and Spark. Each fails, saying what to start, when its service is missing.
+//! the BigQuery emulator, the search server, Spark and the Pub/Sub emulator. Each fails, saying what to start, when its service is missing.
 
 mod support;
 
@@ -326,6 +326,92 @@ async fn search_server_bulk_indexes_and_aggregates() {
     );
     let per_day: Vec<u64> = buckets("per_day").into_iter().map(|(_, n)| n).collect();
     assert_eq!(per_day, [2, 2], "{found}");
+}
+
+#[tokio::test]
+async fn pubsub_emulator_round_trips_messages_with_attributes_and_redelivers_what_is_not_acknowledged() {
+    let host = service_env("PUBSUB_EMULATOR_HOST", "pubsub");
+    let api = format!("http://{host}/v1/projects/cilvest-smoke");
+    let (topic, subscription) = (unique("smoke-topic"), unique("smoke-sub"));
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        let request = http.request(method, format!("{api}/{path}")).json(&body);
+        async move {
+            let response = request.send().await.expect("pub/sub request");
+            let status = response.status();
+            let body: Value = response.json().await.expect("json answer");
+            assert!(status.is_success(), "{status}: {body}");
+            body
+        }
+    };
+    call(reqwest::Method::PUT, format!("topics/{topic}"), json!({})).await;
+    call(
+        reqwest::Method::PUT,
+        format!("subscriptions/{subscription}"),
+        json!({"topic": format!("projects/cilvest-smoke/topics/{topic}"), "ackDeadlineSeconds": 10}),
+    )
+    .await;
+    let messages: Vec<Value> = (0..20)
+        .map(|i| {
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD.encode(format!("{{\"id\":\"{i}\"}}"));
+            json!({"data": data, "attributes": {"tweet_id": i.to_string()}})
+        })
+        .collect();
+    let published = call(
+        reqwest::Method::POST,
+        format!("topics/{topic}:publish"),
+        json!({"messages": messages}),
+    )
+    .await;
+    assert_eq!(published["messageIds"].as_array().map(Vec::len), Some(20));
+
+    let mut received: BTreeMap<String, String> = BTreeMap::new();
+    let mut ack_ids = Vec::new();
+    while received.len() < 20 {
+        let pulled = call(
+            reqwest::Method::POST,
+            format!("subscriptions/{subscription}:pull"),
+            json!({"maxMessages": 20}),
+        )
+        .await;
+        for message in pulled["receivedMessages"].as_array().into_iter().flatten() {
+            let tweet_id = message["message"]["attributes"]["tweet_id"]
+                .as_str()
+                .expect("attribute");
+            received.insert(tweet_id.to_owned(), message["message"]["messageId"].to_string());
+            ack_ids.push(message["ackId"].clone());
+        }
+    }
+    // Hand half back at once (deadline 0) and acknowledge the rest: only the half handed back comes again.
+    let (back, done) = ack_ids.split_at(10);
+    call(
+        reqwest::Method::POST,
+        format!("subscriptions/{subscription}:modifyAckDeadline"),
+        json!({"ackIds": back, "ackDeadlineSeconds": 0}),
+    )
+    .await;
+    call(
+        reqwest::Method::POST,
+        format!("subscriptions/{subscription}:acknowledge"),
+        json!({"ackIds": done}),
+    )
+    .await;
+    let mut again = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while again < 10 && std::time::Instant::now() < deadline {
+        let pulled = call(
+            reqwest::Method::POST,
+            format!("subscriptions/{subscription}:pull"),
+            json!({"maxMessages": 20}),
+        )
+        .await;
+        again += pulled["receivedMessages"].as_array().map_or(0, Vec::len);
+    }
+    assert_eq!(
+        again, 10,
+        "the messages handed back are delivered again, the acknowledged ones are not"
+    );
 }
 
 #[test]

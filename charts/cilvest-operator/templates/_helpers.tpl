@@ -65,7 +65,12 @@ What the operator does in a namespace it watches, read from operator/src (contro
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  # `get` only because the operator grants each producer `get` on its X usage ConfigMap, and RBAC lets no one
+  # grant what it does not hold.
+  verbs: ["list", "watch", "get", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["list", "create", "patch", "delete"]

@@ -59,6 +59,11 @@ impl Tree {
 /// Why a record went to `rejected/`: a low-cardinality label for metrics, beside the full reason in the object.
 pub type RejectKind = &'static str;
 
+/// The largest record that can be a tweet envelope: Kafka's default `max.message.bytes`. A tweet with its
+/// longest text and every expansion is a few kilobytes, so a bigger record is a mistake or an attack, and parsing
+/// it into `raw/` would make every daily run pay for it. It goes to `rejected/` whole, like any other reject.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 /// Where objects go and which day a record belongs to.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -116,6 +121,15 @@ impl Layout {
         let Some(payload) = record.payload.as_deref() else {
             return reject("empty", "record has no value".to_owned());
         };
+        if payload.len() > MAX_RECORD_BYTES {
+            return reject(
+                "size",
+                format!(
+                    "record of {} bytes is over the {MAX_RECORD_BYTES}-byte limit of a tweet envelope",
+                    payload.len()
+                ),
+            );
+        }
         match tweet::parse(payload) {
             Ok(parsed) => Classified {
                 tree: Tree::Raw,
@@ -145,14 +159,14 @@ struct Classified {
 /// The record as one NDJSON line, byte for byte except for line breaks. A valid JSON document can only hold raw CR
 /// or LF as whitespace between tokens (inside strings they must be escaped), so turning them into spaces keeps the
 /// document equal while making it one line.
-fn ndjson_line(payload: &[u8]) -> Vec<u8> {
+pub(super) fn ndjson_line(payload: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(payload.len() + 1);
     line.extend(payload.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
     line.push(b'\n');
     line
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -470,6 +484,44 @@ mod tests {
                 .is_some_and(|r| r.contains("not valid JSON"))
         );
         assert_eq!(rejected[1]["record"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn an_oversized_record_goes_to_rejected_whole() {
+        let layout = layout();
+        let mut batch = Batch::default();
+        let text = "saham ".repeat(MAX_RECORD_BYTES / 6 + 1);
+        let oversized = format!(
+            r#"{{"tweet":{{"id":"1","text":"{text}","created_at":"2026-11-01T00:00:00Z"}},"author_username":"budi"}}"#
+        );
+        // Padded with trailing spaces, which JSON allows, to exactly the limit.
+        let mut at_limit = r#"{"id":"2","text":"x","created_at":"2026-11-01T00:00:00Z"}"#.to_owned();
+        at_limit.push_str(&" ".repeat(MAX_RECORD_BYTES - at_limit.len()));
+        assert_eq!(at_limit.len(), MAX_RECORD_BYTES);
+        let now = Instant::now();
+        batch
+            .push(&layout, record(3, 1, Some(oversized.clone().into_bytes())), now)
+            .expect("push");
+        batch
+            .push(&layout, record(3, 2, Some(at_limit.into_bytes())), now)
+            .expect("push");
+        let sealed = batch.seal_all(&layout).expect("seal").expect("records");
+        assert_eq!(sealed.rejected, BTreeMap::from([("size", 1)]));
+        assert_eq!(sealed.raw_records, 1);
+        let rejected = sealed
+            .objects
+            .iter()
+            .find(|o| o.path.as_ref().starts_with("rejected/"))
+            .expect("rejected object");
+        let line: serde_json::Value = serde_json::from_str(gunzip(&rejected.body).trim_end()).expect("one JSON line");
+        assert_eq!(line["record"], oversized.as_str());
+        assert_eq!(
+            line["reason"],
+            format!(
+                "record of {} bytes is over the 1048576-byte limit of a tweet envelope",
+                oversized.len()
+            )
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@
 //! batch, holding exactly that batch's records: each record is in exactly one object. Batch boundaries may
 //! therefore depend on count, bytes and age.
 //!
+//! With `spec.bus: pubsub` the consumer pulls from a Pub/Sub subscription instead (`pubsub.rs`): the same
+//! objects and batching, acknowledged after the write, at least once in the lake (see that module).
+//!
 //! Limits: an offset reset (the committed offset fell out of retention) breaks rule 1, and a member that lost its
 //! session without noticing (a "zombie" whose revoke never ran) could still write while the new owner does;
 //! ruling that out needs fencing in the lake (e.g. GCS generation preconditions), which this does not do.
@@ -46,6 +49,7 @@ mod batch;
 mod flush;
 mod kafka;
 mod metrics;
+mod pubsub;
 mod writer;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -55,8 +59,10 @@ use cilvest_crds::WorkerConfig;
 use object_store::{BackoffConfig, RetryConfig};
 
 use batch::Layout;
+pub use batch::MAX_RECORD_BYTES;
 pub use kafka::KafkaSettings;
 use kafka::RawTopic;
+pub use pubsub::PubSubSettings;
 pub use writer::Limits;
 use writer::Writer;
 
@@ -124,7 +130,7 @@ pub enum ConsumerError {
     ParseConfig {
         path: PathBuf,
         #[source]
-        source: serde_json::Error,
+        source: cilvest_crds::worker_config::ConfigError,
     },
     #[error("no {what}: pass --config or {flag}")]
     Missing { what: &'static str, flag: &'static str },
@@ -134,6 +140,10 @@ pub enum ConsumerError {
     Lake(#[from] lake::LakeError),
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaClientError),
+    #[error(transparent)]
+    PubSubClient(#[from] crate::pubsub::PubSubError),
+    #[error(transparent)]
+    PubSub(#[from] pubsub::PubSubConsumerError),
     #[error("failed to listen for signals: {0}")]
     Signal(std::io::Error),
     #[error(transparent)]
@@ -144,6 +154,8 @@ pub enum ConsumerError {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub kafka: KafkaSettings,
+    /// Set when the pipeline's bus is Pub/Sub: the consumer then pulls from this subscription instead of Kafka.
+    pub pubsub: Option<PubSubSettings>,
     pub lake_uri: String,
     pub gcs_endpoint: Option<String>,
     pub time_zone: Tz,
@@ -160,11 +172,10 @@ impl Args {
                     path: path.clone(),
                     source,
                 })?;
-                let config: WorkerConfig =
-                    serde_json::from_slice(&text).map_err(|source| ConsumerError::ParseConfig {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let config = WorkerConfig::from_json(&text).map_err(|source| ConsumerError::ParseConfig {
+                    path: path.clone(),
+                    source,
+                })?;
                 Some(config)
             }
             None => None,
@@ -203,6 +214,11 @@ impl Args {
                 )?,
                 options: self.kafka_options.clone(),
             },
+            pubsub: config.as_ref().and_then(|c| c.pubsub.as_ref()).map(|p| PubSubSettings {
+                names: p.into(),
+                ack_deadline_seconds: p.ack_deadline_seconds,
+                create: true,
+            }),
             lake_uri: pick(
                 &self.lake,
                 config.as_ref().map(|c| c.spec.targets.lake.uri.clone()),
@@ -267,6 +283,28 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             }
         })
     };
+    if let Some(pubsub) = settings.pubsub {
+        let client = crate::pubsub::Client::from_env()?;
+        telemetry.set_ready(true);
+        tracing::info!(
+            subscription = %pubsub.names.subscription_path(),
+            lake = %settings.lake_uri,
+            time_zone = %settings.time_zone,
+            "consuming from pub/sub"
+        );
+        let consumer = pubsub::Consumer::new(
+            client,
+            pubsub,
+            lake,
+            settings.time_zone,
+            settings.limits,
+            metrics,
+            telemetry,
+        );
+        let result = consumer.run(shutdown).await;
+        server.abort();
+        return Ok(result?);
+    }
     let (raw_topic, events) = RawTopic::subscribe(&settings.kafka, metrics.clone())?;
     // Ready while the lake takes writes, whether or not this member owns partitions: a replica beyond the partition
     // count idles as a standby, and must not hold up a rollout.

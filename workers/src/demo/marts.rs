@@ -39,6 +39,8 @@ pub struct KeywordDay {
     pub authors: u64,
     pub tweets_7d_avg: f64,
     pub share_of_day: f64,
+    /// `read`: counted from the tweets read (the only kind the embedded marts have); `counted`: X's counts.
+    pub source: &'static str,
 }
 
 /// A row of `mart_keyword_hourly`.
@@ -48,6 +50,8 @@ pub struct KeywordHour {
     pub local_date: NaiveDate,
     pub local_hour: u32,
     pub tweets: u64,
+    /// `read` or `counted`, as in [`KeywordDay`].
+    pub source: &'static str,
 }
 
 /// A row of `mart_top_users` (`keyword` empty) or `mart_top_users_per_keyword`.
@@ -72,6 +76,9 @@ pub struct Marts {
     pub top_users: Vec<TopUser>,
     pub top_users_per_keyword: Vec<TopUser>,
 }
+
+/// The `source` of volumes counted from tweets read.
+const READ: &str = "read";
 
 /// Ranks kept in the top-user marts.
 const TOP: u64 = 10;
@@ -126,6 +133,7 @@ pub fn compute(rows: &[CuratedTweet]) -> Marts {
                 authors: authors(users),
                 tweets_7d_avg: window as f64 / 7.0,
                 share_of_day: *tweets as f64 / of_day as f64,
+                source: READ,
             }
         })
         .collect();
@@ -153,6 +161,7 @@ pub fn compute(rows: &[CuratedTweet]) -> Marts {
                 local_date,
                 local_hour,
                 tweets,
+                source: READ,
             })
             .collect(),
         top_users: ranked("", &user_tweets),

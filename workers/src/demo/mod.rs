@@ -549,6 +549,7 @@ async fn through_kafka(
             group: group.clone(),
             options: vec!["auto.offset.reset=earliest".to_owned()],
         },
+        pubsub: None,
         lake_uri: lake_uri.to_owned(),
         gcs_endpoint: None,
         time_zone,

@@ -1,8 +1,11 @@
 //! A fake of X API v2 recent search (`GET /2/tweets/search/recent`) that keeps the public contract: bearer
 //! authentication, query validation (512 characters, `lang:in` refused as X does), `max_results` 10-100,
-//! `since_id`/`start_time` within the 7-day window, newest-first pages linked by `next_token` tokens that never
-//! expire, `includes.users` for `expansions=author_id`, only the requested `tweet.fields`, rate-limit headers and
-//! problem-JSON errors. Tests grow the corpus over time, inject faults, and read back what was asked and served.
+//! `since_id`/`start_time` within the 7-day window, `until_id`, newest-first pages linked by `next_token` tokens
+//! that never expire, `includes.users` for `expansions=author_id`, only the requested `tweet.fields`, rate-limit
+//! headers and problem-JSON errors. Recent counts (`GET /2/tweets/counts/recent`) answers the same way with
+//! `data: [{start, end, tweet_count}]` buckets (`granularity` minute, hour or day; the first bucket starts at
+//! `start_time`, the others on the granularity's boundaries), `meta.total_tweet_count` and `next_token` after
+//! 168 buckets. Tests grow the corpus over time, inject faults, and read back what was asked and served.
 //!
 //! ```text
 //!  test ──add_tweets / inject(faults) / set_rate_limit──▶ FakeX ◀──GET /2/tweets/search/recent── producer
@@ -53,6 +56,8 @@ pub enum Fault {
 #[derive(Clone, Debug)]
 pub struct Request {
     pub at: DateTime<Utc>,
+    /// `search` or `counts`.
+    pub endpoint: &'static str,
     /// The answer's status; 0 while a delayed answer is pending (or was abandoned by the client).
     pub status: u16,
     pub params: BTreeMap<String, String>,
@@ -92,6 +97,7 @@ struct Search {
     query: String,
     since_id: Option<u64>,
     start_time: Option<DateTime<Utc>>,
+    until_id: Option<u64>,
 }
 
 struct RateWindow {
@@ -151,6 +157,7 @@ impl FakeX {
         }));
         let app = Router::new()
             .route("/2/tweets/search/recent", get(search))
+            .route("/2/tweets/counts/recent", get(counts))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -271,6 +278,36 @@ impl FakeX {
     /// Requests answered with `status`.
     pub fn status_count(&self, status: u16) -> usize {
         lock(&self.state).requests.iter().filter(|r| r.status == status).count()
+    }
+
+    /// Recent search requests (any status).
+    pub fn search_request_count(&self) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == "search")
+            .count()
+    }
+
+    /// Recent counts requests (any status).
+    pub fn counts_request_count(&self) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| r.endpoint == "counts")
+            .count()
+    }
+
+    /// The number of tweets `query` matches per hour (UTC, keyed by the hour's start), ignoring time bounds.
+    pub fn hourly_counts(&self, query: &str) -> BTreeMap<DateTime<Utc>, u64> {
+        let parsed = ParsedQuery::parse(query).expect("a valid query");
+        let mut hours = BTreeMap::new();
+        for tweet in lock(&self.state).tweets.values().filter(|t| parsed.matches(t)) {
+            *hours
+                .entry(floor_to(tweet.created_at, TimeDelta::hours(1)))
+                .or_insert(0) += 1;
+        }
+        hours
     }
 
     /// Tweets returned in successful answers: what X would bill against the monthly post cap.
@@ -450,6 +487,14 @@ fn invalid_request(message: String) -> (StatusCode, String) {
 }
 
 async fn search(State(state): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
+    serve(state, headers, uri, "search").await
+}
+
+async fn counts(State(state): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
+    serve(state, headers, uri, "counts").await
+}
+
+async fn serve(state: Shared, headers: HeaderMap, uri: Uri, endpoint: &'static str) -> Response {
     let params: BTreeMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -459,6 +504,7 @@ async fn search(State(state): State<Shared>, headers: HeaderMap, uri: Uri) -> Re
         let fault = state.faults.pop_front().unwrap_or(Fault::Pass);
         state.requests.push(Request {
             at: now,
+            endpoint,
             status: 0,
             params: params.clone(),
             served: 0,
@@ -470,7 +516,7 @@ async fn search(State(state): State<Shared>, headers: HeaderMap, uri: Uri) -> Re
         tokio::time::sleep(delay).await;
     }
     let mut state = lock(&state);
-    let (status, body, served, rate_headers) = answer(&mut state, &headers, &params, fault);
+    let (status, body, served, rate_headers) = answer(&mut state, &headers, &params, fault, endpoint);
     state.requests[index].status = status.as_u16();
     state.requests[index].served = served;
     state.requests[index].reset = rate_headers.map(|(_, _, reset)| reset);
@@ -493,7 +539,13 @@ async fn search(State(state): State<Shared>, headers: HeaderMap, uri: Uri) -> Re
 
 type Answer = (StatusCode, String, usize, Option<(u64, u64, i64)>);
 
-fn answer(state: &mut FakeState, headers: &HeaderMap, params: &BTreeMap<String, String>, fault: Fault) -> Answer {
+fn answer(
+    state: &mut FakeState,
+    headers: &HeaderMap,
+    params: &BTreeMap<String, String>,
+    fault: Fault,
+    endpoint: &str,
+) -> Answer {
     let now = Utc::now();
     let authorized = headers
         .get("authorization")
@@ -540,7 +592,13 @@ fn answer(state: &mut FakeState, headers: &HeaderMap, params: &BTreeMap<String, 
         _ => {}
     }
 
-    match search_page(state, params, now) {
+    let page = if endpoint == "counts" {
+        // Counts answers carry no posts: nothing of them is served against the post cap.
+        counts_page(state, params, now).map(|body| (body, 0))
+    } else {
+        search_page(state, params, now)
+    };
+    match page {
         Ok((body, served)) => (StatusCode::OK, body.to_string(), served, rate),
         Err(message) => {
             let (status, body) = invalid_request(message);
@@ -607,10 +665,18 @@ fn search_page(
             Some(at)
         }
     };
+    let until_id = match params.get("until_id") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| format!("The `until_id` query parameter value [{text}] is not valid"))?,
+        ),
+    };
     let search = Search {
         query: query.clone(),
         since_id,
         start_time,
+        until_id,
     };
     let token = params.get("next_token").or_else(|| params.get("pagination_token"));
     let below = match token {
@@ -636,6 +702,7 @@ fn search_page(
         .is_some_and(|e| e.split(',').any(|x| x == "author_id"));
     let mut matching = state.tweets.values().rev().filter(|t| {
         below.is_none_or(|b| t.id < b)
+            && until_id.is_none_or(|u| t.id < u)
             && since_id.is_none_or(|s| t.id > s)
             && start_time.is_none_or(|s| t.created_at >= s)
             && parsed.matches(t)
@@ -670,4 +737,102 @@ fn search_page(
         }
     }
     Ok((body, page.len()))
+}
+
+/// The start of the `step`-long bucket `at` falls in (steps divide a day).
+fn floor_to(at: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
+    let step = step.num_seconds().max(1);
+    DateTime::from_timestamp(at.timestamp().div_euclid(step) * step, 0).unwrap_or(at)
+}
+
+/// Buckets per counts page before a `next_token`.
+const COUNTS_PAGE: usize = 168;
+
+fn counts_page(state: &mut FakeState, params: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, String> {
+    let query = params
+        .get("query")
+        .ok_or("The `query` query parameter can not be empty")?;
+    let parsed = ParsedQuery::parse(query)?;
+    let step = match params.get("granularity").map(String::as_str) {
+        None | Some("hour") => TimeDelta::hours(1),
+        Some("minute") => TimeDelta::minutes(1),
+        Some("day") => TimeDelta::days(1),
+        Some(other) => {
+            return Err(format!(
+                "The `granularity` query parameter value [{other}] is not one of [minute,hour,day]"
+            ));
+        }
+    };
+    let window_start = now - TimeDelta::days(7);
+    let time = |name: &str, default: DateTime<Utc>| -> Result<DateTime<Utc>, String> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| format!("Invalid '{name}':'{text}'")),
+        }
+    };
+    let start = time("start_time", window_start)?;
+    let end = time("end_time", now - TimeDelta::seconds(30))?;
+    if start < window_start {
+        return Err(format!(
+            "Invalid 'start_time':'{}'. 'start_time' must be on or after {}",
+            start.to_rfc3339_opts(SecondsFormat::Secs, true),
+            window_start.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ));
+    }
+    if end <= start || end > now - TimeDelta::seconds(10) {
+        return Err("Invalid 'end_time': it must be after 'start_time' and at least 10 seconds before now".to_owned());
+    }
+    let mut buckets = Vec::new();
+    let mut bucket_start = start;
+    while bucket_start < end {
+        let bucket_end = (floor_to(bucket_start, step) + step).min(end);
+        buckets.push((bucket_start, bucket_end));
+        bucket_start = bucket_end;
+    }
+    let skip: usize = match params.get("next_token").or_else(|| params.get("pagination_token")) {
+        None => 0,
+        Some(token) => state
+            .cursors
+            .get(token)
+            .map(|c| c.below as usize)
+            .ok_or_else(|| format!("The `next_token` query parameter value [{token}] is not valid"))?,
+    };
+    let page: Vec<(DateTime<Utc>, DateTime<Utc>)> = buckets.iter().skip(skip).take(COUNTS_PAGE).copied().collect();
+    let data: Vec<Value> = page
+        .iter()
+        .map(|(from, to)| {
+            let count = state
+                .tweets
+                .values()
+                .filter(|t| t.created_at >= *from && t.created_at < *to && parsed.matches(t))
+                .count();
+            json!({
+                "start": from.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "end": to.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "tweet_count": count,
+            })
+        })
+        .collect();
+    let total: u64 = data.iter().filter_map(|d| d["tweet_count"].as_u64()).sum();
+    let mut meta = json!({"total_tweet_count": total});
+    if skip + page.len() < buckets.len() {
+        let token = format!("counts{:012x}", state.next_token);
+        state.next_token += 1;
+        state.cursors.insert(
+            token.clone(),
+            Cursor {
+                search: Search {
+                    query: query.clone(),
+                    since_id: None,
+                    start_time: Some(start),
+                    until_id: None,
+                },
+                below: (skip + page.len()) as u64,
+            },
+        );
+        meta["next_token"] = json!(token);
+    }
+    Ok(json!({"data": data, "meta": meta}))
 }

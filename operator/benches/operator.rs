@@ -1,0 +1,311 @@
+//! The operator's side of `scripts/bench` (run by hand, never in CI), against the real API server of
+//! `scripts/testenv up k8s` in a fresh namespace that is deleted afterwards. Prints one JSON object on stdout.
+//!
+//! ```text
+//!  1 pipeline (warm-up) ──▶ idle RSS ──▶ N pipelines one after another: create ──▶ every child seen by a watch
+//!  ──▶ burst up to M pipelines ──▶ idle RSS ──▶ operator restarted: resync of M unchanged pipelines, resourceVersions
+//!  of every pipeline and child compared before and after (a write of any kind changes one)
+//! ```
+//!
+//! Pipelines are `examples/cilvest.yaml` (managed Elasticsearch and Kibana included) with the schedule suspended,
+//! so the shared test cluster does not get a producer pod per pipeline.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
+    runtime::watcher,
+};
+use serde_json::{Value, json};
+
+use cilvest_crds::CilvestPipeline;
+use cilvest_operator::build::{MANAGER, PIPELINE_LABEL};
+use common::{
+    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace,
+};
+
+const FULL: &str = include_str!("../../examples/cilvest.yaml");
+
+/// Children seen so far: pipeline name -> when each child (kind/name) first appeared.
+type Seen = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
+
+fn child_kinds() -> Vec<ApiResource> {
+    [
+        ("", "v1", "ConfigMap"),
+        ("", "v1", "ServiceAccount"),
+        ("apps", "v1", "Deployment"),
+        ("batch", "v1", "CronJob"),
+        ("kafka.strimzi.io", "v1", "KafkaTopic"),
+        ("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+        ("kibana.k8s.elastic.co", "v1", "Kibana"),
+    ]
+    .into_iter()
+    .map(|(g, v, k)| ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, k)))
+    .collect()
+}
+
+fn pipeline(name: &str) -> CilvestPipeline {
+    let mut p: Value =
+        serde_json::to_value(serde_saphyr::from_str::<CilvestPipeline>(FULL).expect("example")).expect("json");
+    p["metadata"] = json!({"name": name});
+    p["spec"]["topics"]["raw"]["name"] = json!(format!("cilvest.{name}.raw"));
+    p["spec"]["schedule"]["suspend"] = json!(true);
+    p.as_object_mut().map(|o| o.remove("status"));
+    serde_json::from_value(p).expect("pipeline")
+}
+
+/// Watch every child kind in `ns` and record each child under its pipeline's label.
+fn watch_children(client: &Client, ns: &str, seen: &Seen) {
+    for kind in child_kinds() {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
+        let seen = seen.clone();
+        let config = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+        tokio::spawn(async move {
+            let mut stream = watcher(api, config).boxed();
+            while let Some(event) = stream.next().await {
+                let objects = match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => vec![o],
+                    _ => continue,
+                };
+                for o in objects {
+                    if let Some(p) = o.labels().get(PIPELINE_LABEL) {
+                        let mut seen = seen.lock().expect("seen");
+                        seen.entry(p.clone())
+                            .or_default()
+                            .insert(format!("{}/{}", kind.kind, o.name_any()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn children_of(seen: &Seen, name: &str) -> usize {
+    seen.lock().expect("seen").get(name).map_or(0, BTreeSet::len)
+}
+
+/// resourceVersion of every pipeline and every labelled child in `ns`.
+async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    for kind in child_kinds() {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
+        for o in api.list(&selector).await.expect("list children").items {
+            out.insert(
+                format!("{}/{}", kind.kind, o.name_any()),
+                o.resource_version().unwrap_or_default(),
+            );
+        }
+    }
+    for p in Api::<CilvestPipeline>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("list pipelines")
+        .items
+    {
+        out.insert(
+            format!("CilvestPipeline/{}", p.name_any()),
+            p.resource_version().unwrap_or_default(),
+        );
+    }
+    out
+}
+
+async fn wait_for(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Wait until `reconciles_total` stops growing for `quiet`, i.e. the operator is idle.
+async fn settle(operator: &Operator, quiet: Duration, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut last = -1.0;
+    loop {
+        let now = operator.metric("cilvest_operator_reconciles_total").await;
+        if now == last || Instant::now() > deadline {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(quiet).await;
+    }
+}
+
+fn vm_hwm_mib(operator: &Operator) -> f64 {
+    let pid = operator_pid(operator);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The operator's pid, found by its metrics port in its command line.
+fn operator_pid(operator: &Operator) -> String {
+    let needle = format!("127.0.0.1:{}", operator.metrics_port);
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("cilvest-operator") && text.contains(&needle))
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .next()
+        .unwrap_or_default()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(default)
+    };
+    let measured = arg("--pipelines", 100);
+    let total = arg("--idle-pipelines", 500).max(measured + 1);
+
+    let client = client().await;
+    install_crd(&client).await;
+    install_crds_yaml(&client, STRIMZI_CRD).await;
+    install_crds_yaml(&client, ECK_CRDS).await;
+    let ns = temp_namespace(&client, "bench-operator").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cilvest-x-api"}, "stringData": {"bearerToken": "bench-token-not-real"}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let pipelines: Api<CilvestPipeline> = Api::namespaced(client.clone(), &ns);
+    let seen: Seen = Arc::default();
+    watch_children(&client, &ns, &seen);
+    let mut operator = Operator::start(&ns, None);
+
+    // Warm-up: the first pipeline fixes how many children a pipeline has.
+    let name = |i: usize| format!("bench-{i:03}");
+    pipelines
+        .create(&PostParams::default(), &pipeline(&name(0)))
+        .await
+        .expect("create");
+    let mut expected = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = children_of(&seen, &name(0));
+        if now > 0 && now == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first pipeline's children never settled");
+        expected = now;
+    }
+    settle(&operator, Duration::from_secs(3), 60).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_rss_1 = operator.rss_mib();
+
+    // Pipelines created one after another, each once the previous one has all its children.
+    let mut latencies = Vec::new();
+    for i in 1..=measured {
+        let started = Instant::now();
+        pipelines
+            .create(&PostParams::default(), &pipeline(&name(i)))
+            .await
+            .expect("create");
+        let n = name(i);
+        wait_for(&format!("children of {n}"), 120, || children_of(&seen, &n) >= expected).await;
+        latencies.push(started.elapsed().as_secs_f64());
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+
+    // The rest in a burst, then idle.
+    let burst = Instant::now();
+    for i in measured + 1..total {
+        pipelines
+            .create(&PostParams::default(), &pipeline(&name(i)))
+            .await
+            .expect("create");
+    }
+    wait_for("children of every pipeline", 900, || {
+        let seen = seen.lock().expect("seen");
+        (0..total).all(|i| seen.get(&name(i)).is_some_and(|c| c.len() >= expected))
+    })
+    .await;
+    let burst_s = burst.elapsed().as_secs_f64();
+    settle(&operator, Duration::from_secs(5), 300).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_rss_total = operator.rss_mib();
+    let peak_rss_total = vm_hwm_mib(&operator);
+    let reconciles_before_restart = operator.metric("cilvest_operator_reconciles_total").await;
+
+    // Resync: a fresh operator over the unchanged pipelines.
+    operator.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = versions(&client, &ns).await;
+    let resync = Instant::now();
+    let operator = Operator::start(&ns, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while operator.metric("cilvest_operator_reconciles_total").await < total as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the new operator did not reconcile every pipeline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resync_s = resync.elapsed().as_secs_f64();
+    settle(&operator, Duration::from_secs(3), 120).await;
+    let after = versions(&client, &ns).await;
+    let changed: Vec<&String> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .chain(after.keys().filter(|k| !before.contains_key(*k)))
+        .collect();
+    let resync_rss = operator.rss_mib();
+    let updated_lines = operator
+        .logs()
+        .lines()
+        .filter(|l| l.contains("children updated"))
+        .count();
+    drop(operator);
+    delete_namespace(&client, &ns).await;
+
+    println!(
+        "{}",
+        json!({
+            "namespace": ns, "children_per_pipeline": expected, "measured": measured, "total": total,
+            "create_to_children_s": {"p50": percentile(&sorted, 0.50), "p99": percentile(&sorted, 0.99),
+                                      "min": sorted.first(), "max": sorted.last()},
+            "latencies_s": latencies,
+            "burst_s": burst_s, "idle_rss_mib_1": idle_rss_1, "idle_rss_mib_total": idle_rss_total,
+            "peak_rss_mib_total": peak_rss_total, "reconciles_before_restart": reconciles_before_restart,
+            "resync": {"objects_compared": before.len(), "changed": changed.len(),
+                       "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
+                       "children_updated_log_lines": updated_lines, "seconds_to_reconcile_all": resync_s,
+                       "rss_mib_after": resync_rss},
+        })
+    );
+}
