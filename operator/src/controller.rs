@@ -18,7 +18,7 @@ use kube::{
     core::{DeserializeGuard, ObjectMeta},
     runtime::{
         Controller,
-        controller::Action,
+        controller::{self, Action},
         events::{Event, EventType, Recorder, Reporter},
         reflector::ObjectRef,
         utils::Backoff,
@@ -154,6 +154,10 @@ impl Backoff for WatchBackoff {
     }
 }
 
+/// Pipelines reconciled at once. Unbounded, a start-up over hundreds of pipelines lists every pipeline's children at
+/// the same moment, and the allocator keeps that peak as resident memory for the life of the process.
+const RECONCILE_CONCURRENCY: u16 = 4;
+
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -173,6 +177,7 @@ pub async fn run(
     let pipelines: Api<DeserializeGuard<CilvestPipeline>> = scoped(&client, namespace.as_deref());
     let metrics = ctx.metrics.clone();
     Controller::new(pipelines, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .trigger_backoff(WatchBackoff::default())
         .owns(scoped::<Deployment>(&client, namespace.as_deref()), children.clone())
         .owns(scoped::<CronJob>(&client, namespace.as_deref()), children.clone())

@@ -370,6 +370,7 @@ fn lake_contents(dir: &Path) -> (BTreeMap<u64, usize>, usize) {
 async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_transform_keeps_each_once() {
     const N: u64 = 6_000;
     const KILLS: usize = 6;
+    const MAX_KILLS: usize = 24;
     let _serial = SERIAL.lock().await;
     let client = client();
     let names = names("consumer");
@@ -419,16 +420,19 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
     let mut kills = 0;
     let mut run = 0;
     let mut seed = Utc::now().timestamp_micros().unsigned_abs();
-    while !publishing.is_finished() || kills < KILLS {
+    // Go on killing until one kill has landed between a write and its acknowledgement (the case this test is
+    // about), within a bound, so that a run where every kill missed that window fails rather than passes quietly.
+    let mut redelivered = false;
+    while (!publishing.is_finished() || kills < KILLS || !redelivered) && kills < MAX_KILLS {
         run += 1;
         let mut consumer = ConsumerProcess::spawn(&config, &lake_uri, dir.join(format!("run-{run}.log")));
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let life = Duration::from_millis(800 + (seed >> 33) % 1_500);
-        // Every other kill is aimed right after a new object appears, most likely before its messages are
+        // Every kill but the first is aimed right after a new object appears, most likely before its messages are
         // acknowledged: those come again and land a second time.
-        if run % 2 == 0 {
+        if run > 1 {
             tokio::time::sleep(life / 2).await;
             let before = count_objects(&lake_dir);
             let give_up = Instant::now() + Duration::from_secs(3);
@@ -441,6 +445,7 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
         consumer.kill9().await;
         kills += 1;
         let (ids, _) = lake_contents(&lake_dir);
+        redelivered |= ids.values().any(|&copies| copies > 1);
         eprintln!("SIGKILL {run}: {} distinct tweets in the lake", ids.len());
     }
     publishing.await.expect("publisher task");
