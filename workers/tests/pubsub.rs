@@ -423,6 +423,7 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
     // Go on killing until one kill has landed between a write and its acknowledgement (the case this test is
     // about), within a bound, so that a run where every kill missed that window fails rather than passes quietly.
     let mut redelivered = false;
+    let mut last_kill = Instant::now();
     while (!publishing.is_finished() || kills < KILLS || !redelivered) && kills < MAX_KILLS {
         run += 1;
         let mut consumer = ConsumerProcess::spawn(&config, &lake_uri, dir.join(format!("run-{run}.log")));
@@ -443,6 +444,7 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
             tokio::time::sleep(life).await;
         }
         consumer.kill9().await;
+        last_kill = Instant::now();
         kills += 1;
         let (ids, _) = lake_contents(&lake_dir);
         redelivered |= ids.values().any(|&copies| copies > 1);
@@ -465,6 +467,20 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
             last.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Messages a killed consumer wrote but never acknowledged come again once their deadline has passed, even when
+    // every tweet is already in the lake: keep the last consumer running until those have come and been
+    // acknowledged, that is two deadlines after the last kill and then until the lake stops growing.
+    let deadline_s = u64::try_from(ACK_DEADLINE).expect("positive");
+    tokio::time::sleep_until((last_kill + Duration::from_secs(2 * deadline_s + 5)).into()).await;
+    let mut objects = count_objects(&lake_dir);
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = count_objects(&lake_dir);
+        if now == objects {
+            break;
+        }
+        objects = now;
     }
     let status = last.terminate().await;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
