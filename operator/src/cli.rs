@@ -191,18 +191,7 @@ fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<CilvestPipeline, Cli
 }
 
 fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, CliError> {
-    let text = std::fs::read_to_string(file).map_err(|source| CliError::Read {
-        path: file.clone(),
-        source,
-    })?;
-    let mut pipeline: CilvestPipeline = serde_saphyr::from_str(&text).map_err(|e| CliError::Parse {
-        path: file.clone(),
-        message: e.to_string(),
-    })?;
-    if pipeline.metadata.namespace.is_none() {
-        pipeline.metadata.namespace = Some(namespace.to_owned());
-    }
-    validate(&pipeline.spec, None)?;
+    let pipeline = read_pipeline(file, namespace)?;
     let build::Resources {
         config,
         service_accounts,

@@ -9,7 +9,11 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::watch;
+use tokio::{
+    sync::watch,
+    task::{JoinError, JoinHandle},
+    time::Instant,
+};
 
 use super::{batch::SealedObject, metrics::Metrics};
 use crate::telemetry::Telemetry;
@@ -77,5 +81,23 @@ async fn write_one(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// The in-flight flush's result, or never when nothing is in flight (for a `select!` branch).
+pub async fn in_flight_done(
+    task: Option<&mut JoinHandle<Result<(), GaveUp>>>,
+) -> Result<Result<(), GaveUp>, JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleep until `at`, or forever when there is no deadline (for a `select!` branch).
+pub async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -360,13 +360,13 @@ impl Consumer {
                         }
                     }
                 }
-                written = in_flight_done(&mut self.in_flight), if self.in_flight.is_some() => {
+                written = flush::in_flight_done(self.in_flight.as_mut().map(|flight| &mut flight.task)), if self.in_flight.is_some() => {
                     if let Some(flight) = self.in_flight.take() {
                         self.finish(flight, written?).await;
                     }
                     self.flush_if_due()?;
                 }
-                () = sleep_until(flush_at), if flush_at.is_some() => {
+                () = flush::sleep_until(flush_at), if flush_at.is_some() => {
                     self.start_flush()?;
                 }
                 _ = extend.tick() => self.extend_deadlines().await,
@@ -559,20 +559,6 @@ fn pull_backoff(failures: u32) -> Duration {
 async fn pending_pull(pull: &mut Option<Pull>) -> Result<Vec<Received>, PubSubError> {
     match pull {
         Some(pull) => pull.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn in_flight_done(in_flight: &mut Option<InFlight>) -> Result<Result<(), GaveUp>, JoinError> {
-    match in_flight {
-        Some(flight) => (&mut flight.task).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -171,14 +171,14 @@ impl Writer {
                         return Ok(stopping.unwrap_or_else(|| Instant::now() + self.limits.shutdown_timeout));
                     }
                 },
-                written = in_flight_done(&mut self.in_flight), if self.in_flight.is_some() => {
+                written = flush::in_flight_done(self.in_flight.as_mut().map(|flight| &mut flight.task)), if self.in_flight.is_some() => {
                     if let Some(flight) = self.in_flight.take() {
                         self.finish(flight, written, OnCommitError::Fail).await?;
                     }
                     self.flush_if_due()?;
                     self.apply_backpressure()?;
                 }
-                () = sleep_until(flush_at), if flush_at.is_some() => {
+                () = flush::sleep_until(flush_at), if flush_at.is_some() => {
                     self.in_flight = self.start_flush(None)?;
                 }
                 () = &mut shutdown, if stopping.is_none() => {
@@ -397,19 +397,5 @@ impl Writer {
             }
         }
         Ok(())
-    }
-}
-
-async fn in_flight_done(in_flight: &mut Option<InFlight>) -> Result<Result<(), GaveUp>, JoinError> {
-    match in_flight {
-        Some(flight) => (&mut flight.task).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
