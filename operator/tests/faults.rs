@@ -12,14 +12,10 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    batch::v1::CronJob,
-    core::v1::{ConfigMap, Secret, ServiceAccount},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
+    Api, Client, ResourceExt,
+    api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
@@ -27,15 +23,11 @@ use serde_json::json;
 use cilvest_crds::CilvestPipeline;
 use common::{
     ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, free_port, install_crd, install_crds_yaml,
-    temp_namespace, wait_until,
+    labelled_children, temp_namespace, wait_until,
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 const MANAGED: &str = "app.kubernetes.io/managed-by=cilvest-operator";
-
-fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
-}
 
 fn pipeline(name: &str) -> CilvestPipeline {
     let mut pipeline: CilvestPipeline = serde_saphyr::from_str(FULL).expect("example");
@@ -55,41 +47,22 @@ async fn create_token_secret(client: &Client, ns: &str) {
         .expect("secret");
 }
 
-/// Every labelled child in `ns` as kind/name -> the uids of its controller owner references.
+/// Every labelled child in `ns` as kind/name -> the uids of its owner references.
 async fn children(client: &Client, ns: &str) -> BTreeMap<String, Vec<String>> {
-    let selector = ListParams::default().labels(MANAGED);
-    let mut out = BTreeMap::new();
-    macro_rules! record {
-        ($kind:ty) => {
-            for o in Api::<$kind>::namespaced(client.clone(), ns)
-                .list(&selector)
-                .await
-                .expect("list")
-                .items
-            {
-                let owners = o.owner_references().iter().map(|r| r.uid.clone()).collect();
-                let key = format!("{}/{}", <$kind>::kind(&()), o.name_any());
-                assert!(out.insert(key.clone(), owners).is_none(), "{key} twice");
-            }
-        };
-    }
-    record!(ConfigMap);
-    record!(ServiceAccount);
-    record!(Deployment);
-    record!(CronJob);
-    for r in [
-        resource("kafka.strimzi.io", "v1", "KafkaTopic"),
-        resource("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
-        resource("kibana.k8s.elastic.co", "v1", "Kibana"),
-    ] {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &r);
-        for o in api.list(&selector).await.expect("list").items {
-            let owners = o.owner_references().iter().map(|r| r.uid.clone()).collect();
-            let key = format!("{}/{}", r.kind, o.name_any());
-            assert!(out.insert(key.clone(), owners).is_none(), "{key} twice");
-        }
-    }
-    out
+    labelled_children(client, ns)
+        .await
+        .into_iter()
+        .map(|(key, meta)| {
+            (
+                key,
+                meta.owner_references
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.uid)
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// What the full example makes for pipeline `name`, each owned by `uid` alone.

@@ -5,11 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    batch::v1::CronJob,
-    core::v1::{ConfigMap, Secret, ServiceAccount},
-};
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::Secret};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
@@ -18,8 +14,8 @@ use serde_json::{Value, json};
 
 use cilvest_crds::CilvestPipeline;
 use common::{
-    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, kubectl, temp_namespace,
-    wait_until,
+    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, kubectl,
+    labelled_children, temp_namespace, wait_until,
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
@@ -53,43 +49,13 @@ async fn setup(test: &str) -> (Client, String, Api<CilvestPipeline>) {
     (client.clone(), ns.clone(), Api::namespaced(client, &ns))
 }
 
-/// resourceVersion of every child and of the pipeline, for the zero-write check.
+/// resourceVersion of every child, for the zero-write check.
 async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=cilvest-operator");
-    macro_rules! record {
-        ($kind:ty) => {
-            for o in Api::<$kind>::namespaced(client.clone(), ns)
-                .list(&selector)
-                .await
-                .expect("list")
-                .items
-            {
-                out.insert(
-                    format!("{}/{}", stringify!($kind), o.name_any()),
-                    o.resource_version().unwrap_or_default(),
-                );
-            }
-        };
-    }
-    record!(ConfigMap);
-    record!(ServiceAccount);
-    record!(Deployment);
-    record!(CronJob);
-    for r in [
-        resource("kafka.strimzi.io", "v1", "KafkaTopic"),
-        resource("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
-        resource("kibana.k8s.elastic.co", "v1", "Kibana"),
-    ] {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &r);
-        for o in api.list(&selector).await.expect("list").items {
-            out.insert(
-                format!("{}/{}", r.kind, o.name_any()),
-                o.resource_version().unwrap_or_default(),
-            );
-        }
-    }
-    out
+    labelled_children(client, ns)
+        .await
+        .into_iter()
+        .map(|(key, meta)| (key, meta.resource_version.unwrap_or_default()))
+        .collect()
 }
 
 fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<(String, String, String)> {

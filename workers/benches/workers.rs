@@ -35,7 +35,7 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 
-use support::{create_topic, fake_x::FakeX, kafka_bootstrap, service_env, unique, write_worker_config};
+use support::{create_topic, fake_x::FakeX, gcs_lake, kafka_bootstrap, service_env, unique, write_worker_config};
 
 #[derive(Parser)]
 struct Cli {
@@ -282,16 +282,7 @@ async fn open_lake(kind: &str) -> (String, Option<String>, Arc<dyn ObjectStore>,
         }
         "gcs" => {
             let endpoint = service_env("CILVEST_GCS_URL", "gcs");
-            let bucket = unique("bench");
-            let response = reqwest::Client::new()
-                .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
-                .json(&json!({"name": bucket}))
-                .send()
-                .await
-                .expect("create bucket");
-            assert!(response.status().is_success(), "create bucket: {}", response.status());
-            let uri = format!("gs://{bucket}/lake");
-            let lake = cilvest_workers::lake::open(&uri, Some(&endpoint)).expect("open lake");
+            let (uri, lake) = gcs_lake("bench").await;
             (uri, Some(endpoint), lake, None)
         }
         other => panic!("unknown lake {other:?}: local or gcs"),

@@ -28,7 +28,7 @@ use rdkafka::{
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use support::{create_topic, kafka_bootstrap, service_env, unique};
+use support::{create_topic, gcs_lake, kafka_bootstrap, service_env, unique};
 
 /// The tests share two CPU cores, and one of them stops the GCS emulator: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -798,22 +798,6 @@ impl Drop for GcsOutage {
     fn drop(&mut self) {
         testenv_gcs("gcs_start");
     }
-}
-
-/// A new bucket in the GCS emulator and the lake under `gs://<bucket>/lake`.
-async fn gcs_lake(name: &str) -> (String, Arc<dyn ObjectStore>) {
-    let endpoint = service_env("CILVEST_GCS_URL", "gcs");
-    let bucket = unique(name);
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
-        .json(&json!({"name": bucket}))
-        .send()
-        .await
-        .expect("create bucket request");
-    assert!(response.status().is_success(), "create bucket: {}", response.status());
-    let uri = format!("gs://{bucket}/lake");
-    let lake = cilvest_workers::lake::open(&uri, Some(&endpoint)).expect("open lake");
-    (uri, lake)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use elasticsearch::{Elasticsearch, SearchParts};
 use flate2::{Compression, write::GzEncoder};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use serde_json::{Value, json};
-use support::{init_test_logs, service_env, unique};
+use support::{gcs_lake, init_test_logs, service_env, unique};
 
 const DAY1: &str = "2026-11-01";
 const DAY2: &str = "2026-11-02";
@@ -831,16 +831,7 @@ async fn a_fixture_day_lands_in_the_lake_warehouse_marts_and_search_and_reruns_c
 async fn the_daily_job_reads_raw_and_writes_curated_through_the_gcs_emulator() {
     init_test_logs();
     let endpoint = service_env("CILVEST_GCS_URL", "gcs");
-    let bucket = unique("daily-gcs");
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
-        .json(&json!({"name": bucket}))
-        .send()
-        .await
-        .expect("create bucket request");
-    assert!(response.status().is_success(), "create bucket: {}", response.status());
-    let lake_uri = format!("gs://{bucket}/lake");
-    let lake = cilvest_workers::lake::open(&lake_uri, Some(&endpoint)).expect("open lake");
+    let (lake_uri, lake) = gcs_lake("daily-gcs").await;
     for (path, body) in raw_objects() {
         lake.put(&Path::from(path), PutPayload::from(body))
             .await

@@ -21,7 +21,7 @@ use clap::Parser;
 use serde_json::json;
 use support::{
     fake_x::{FakeX, Fault},
-    kafka_bootstrap, unique, wait_for_records, write_worker_config,
+    kafka_bootstrap, path_str, run_once, unique, wait_for_records, write_worker_config,
 };
 
 /// Kafka tests share the broker; the broker-restart test takes it alone.
@@ -88,22 +88,6 @@ impl Setup {
     fn expected(&self) -> BTreeSet<u64> {
         self.fake.matching_ids(CILVEST_QUERY)
     }
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
-
-/// Run a producer to completion (`--once`), returning its telemetry.
-async fn run_once(args: Args) -> Telemetry {
-    support::init_test_logs();
-    let telemetry = Telemetry::new("cilvest_producer");
-    let producer = Producer::new(args, telemetry.clone()).expect("producer");
-    tokio::time::timeout(Duration::from_secs(60), producer.run(std::future::pending()))
-        .await
-        .expect("producer --once finishes within 60 s")
-        .expect("producer run");
-    telemetry
 }
 
 /// Start a producer in the background; abort the handle to simulate a crash.

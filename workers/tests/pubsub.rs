@@ -12,7 +12,6 @@ use std::{
     io::Read,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -31,7 +30,7 @@ use flate2::read::GzDecoder;
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
-use support::{fake_x::FakeX, service_env, unique};
+use support::{fake_x::FakeX, gcs_lake, service_env, unique};
 use tokio::process::{Child, Command};
 
 const PROJECT: &str = "cilvest-test";
@@ -95,22 +94,6 @@ fn write_config(pipeline: &str, names: &Names, lake: &str) -> PathBuf {
     let path = dir.join("pipeline.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config json")).expect("write config");
     path
-}
-
-/// A new bucket in the GCS emulator; returns the lake URI under it and the lake.
-async fn gcs_lake(name: &str) -> (String, Arc<dyn ObjectStore>) {
-    let endpoint = service_env("CILVEST_GCS_URL", "gcs");
-    let bucket = unique(name);
-    let response = reqwest::Client::new()
-        .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
-        .json(&json!({"name": bucket}))
-        .send()
-        .await
-        .expect("create bucket request");
-    assert!(response.status().is_success(), "create bucket: {}", response.status());
-    let uri = format!("gs://{bucket}/lake");
-    let lake = cilvest_workers::lake::open(&uri, Some(&endpoint)).expect("open lake");
-    (uri, lake)
 }
 
 /// Everything the subscription delivers until it has been quiet for `quiet`, acknowledged: tweet id attribute ->

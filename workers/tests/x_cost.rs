@@ -8,16 +8,11 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use cilvest_crds::{WorkerConfig, usage::UsageRecord, validate::x_keyword_query};
-use cilvest_workers::{
-    counts,
-    producer::{Args, Producer},
-    telemetry::Telemetry,
-};
+use cilvest_workers::{counts, producer::Args};
 use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
@@ -25,7 +20,7 @@ use kube::{
     api::{DeleteParams, ObjectMeta, PostParams},
 };
 use serde_json::json;
-use support::{fake_x::FakeX, kafka_bootstrap, unique, write_worker_config};
+use support::{fake_x::FakeX, kafka_bootstrap, path_str, run_once, unique, write_worker_config};
 
 struct Setup {
     topic: String,
@@ -80,21 +75,6 @@ impl Setup {
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).expect("producer flags")
     }
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
-
-async fn run_once(args: Args) -> Telemetry {
-    support::init_test_logs();
-    let telemetry = Telemetry::new("cilvest_producer");
-    let producer = Producer::new(args, telemetry.clone()).expect("producer");
-    tokio::time::timeout(Duration::from_secs(60), producer.run(std::future::pending()))
-        .await
-        .expect("producer --once finishes within 60 s")
-        .expect("producer run");
-    telemetry
 }
 
 fn metric(text: &str, sample: &str) -> Option<f64> {

@@ -1,14 +1,20 @@
 //! Helpers shared by the tests that run against the real API server of `scripts/testenv up k8s`.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::{
+        apps::v1::Deployment,
+        batch::v1::CronJob,
+        core::v1::{ConfigMap, Namespace, ServiceAccount},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
     Api, Client, CustomResourceExt, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams},
     runtime::{conditions, wait::await_condition},
 };
 use serde_json::json;
@@ -228,4 +234,30 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every child the operator labelled in `ns` (ConfigMaps, ServiceAccounts, Deployments, CronJobs, KafkaTopics,
+/// Elasticsearch and Kibana), keyed `Kind/name`, with its metadata.
+pub async fn labelled_children(client: &Client, ns: &str) -> BTreeMap<String, ObjectMeta> {
+    let selector = ListParams::default().labels("app.kubernetes.io/managed-by=cilvest-operator");
+    let gvk =
+        |group: &str, version: &str, kind: &str| ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let kinds = [
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<CronJob>(&()),
+        gvk("kafka.strimzi.io", "v1", "KafkaTopic"),
+        gvk("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch"),
+        gvk("kibana.k8s.elastic.co", "v1", "Kibana"),
+    ];
+    let mut out = BTreeMap::new();
+    for kind in kinds {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
+        for object in api.list(&selector).await.expect("list").items {
+            let key = format!("{}/{}", kind.kind, object.name_any());
+            assert!(out.insert(key.clone(), object.metadata).is_none(), "{key} twice");
+        }
+    }
+    out
 }

@@ -101,3 +101,19 @@ pub async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Wait for a flush until `deadline`, then tell it to give up and wait for its last request to end.
+pub async fn land_by(
+    task: &mut JoinHandle<Result<(), GaveUp>>,
+    give_up: &watch::Sender<bool>,
+    deadline: Instant,
+) -> Result<Result<(), GaveUp>, JoinError> {
+    tokio::select! {
+        written = &mut *task => written,
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::warn!("lake writes did not finish in time; giving up on this batch");
+            let _ = give_up.send(true);
+            task.await
+        }
+    }
+}

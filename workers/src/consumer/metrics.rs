@@ -5,6 +5,9 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
 };
 
+use std::collections::BTreeMap;
+
+use super::batch::RejectKind;
 use crate::telemetry::Telemetry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +93,19 @@ impl Metrics {
             );
         });
         metrics
+    }
+
+    /// A batch is durable (written, and committed or acknowledged): count its records and rejections, and how long
+    /// it took from its first record.
+    pub fn batch_landed(&self, records: u64, rejected: &BTreeMap<RejectKind, u64>, since: std::time::Instant) {
+        self.records_out.inc_by(records);
+        for (reason, n) in rejected {
+            let label = ReasonLabel {
+                reason: (*reason).to_owned(),
+            };
+            self.rejected.get_or_create(&label).inc_by(*n);
+        }
+        self.batch_latency.observe(since.elapsed().as_secs_f64());
     }
 
     pub fn partition(partition: i32) -> PartitionLabel {

@@ -47,7 +47,7 @@ use tokio::{
 use super::{
     batch::{RejectKind, SealedObject, Tree, hex, ndjson_line},
     flush::{self, GaveUp},
-    metrics::{Metrics, ReasonLabel},
+    metrics::Metrics,
     writer::Limits,
 };
 use crate::{
@@ -497,14 +497,8 @@ impl Consumer {
                 }
             }
         }
-        self.metrics.records_out.inc_by(flight.raw_records);
-        for (reason, n) in &flight.rejected {
-            let label = ReasonLabel {
-                reason: (*reason).to_owned(),
-            };
-            self.metrics.rejected.get_or_create(&label).inc_by(*n);
-        }
-        self.metrics.batch_latency.observe(flight.since.elapsed().as_secs_f64());
+        self.metrics
+            .batch_landed(flight.raw_records, &flight.rejected, flight.since);
         tracing::debug!(messages = flight.ack_ids.len(), "batch written and acknowledged");
     }
 
@@ -527,14 +521,7 @@ impl Consumer {
             let Some(mut flight) = self.in_flight.take() else {
                 break;
             };
-            let written = tokio::select! {
-                written = &mut flight.task => written,
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!("lake writes did not finish in time; giving up on this batch");
-                    let _ = flight.give_up.send(true);
-                    (&mut flight.task).await
-                }
-            }?;
+            let written = flush::land_by(&mut flight.task, &flight.give_up, deadline).await?;
             if written.is_err() {
                 unwritten += flight.ack_ids.len();
             }

@@ -25,7 +25,7 @@ use super::{
     batch::{Batch, BatchError, Commit, Incoming, Layout, RejectKind},
     flush::{self, GaveUp},
     kafka::{Event, KafkaClientError, RawTopic},
-    metrics::{Metrics, ReasonLabel},
+    metrics::Metrics,
 };
 use crate::telemetry::Telemetry;
 
@@ -320,14 +320,7 @@ impl Writer {
         deadline: Instant,
         policy: OnCommitError,
     ) -> Result<Landed, WriterError> {
-        let written = tokio::select! {
-            written = &mut flight.task => written,
-            () = tokio::time::sleep_until(deadline) => {
-                tracing::warn!("lake writes did not finish in time; giving up on this batch");
-                let _ = flight.give_up.send(true);
-                (&mut flight.task).await
-            }
-        };
+        let written = flush::land_by(&mut flight.task, &flight.give_up, deadline).await;
         self.finish(flight, written, policy).await
     }
 
@@ -352,14 +345,8 @@ impl Writer {
         for attempt in 1..=attempts {
             match self.kafka.commit(offsets.clone()).await {
                 Ok(()) => {
-                    self.metrics.records_out.inc_by(flight.raw_records);
-                    for (reason, n) in &flight.rejected {
-                        let label = ReasonLabel {
-                            reason: (*reason).to_owned(),
-                        };
-                        self.metrics.rejected.get_or_create(&label).inc_by(*n);
-                    }
-                    self.metrics.batch_latency.observe(flight.since.elapsed().as_secs_f64());
+                    self.metrics
+                        .batch_landed(flight.raw_records, &flight.rejected, flight.since);
                     tracing::debug!(?offsets, records = flight.raw_records, "batch committed");
                     return Ok(Landed::Committed);
                 }

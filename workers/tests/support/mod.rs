@@ -6,7 +6,18 @@
 pub mod fake_dataproc;
 pub mod fake_x;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use cilvest_workers::{
+    producer::{Args, Producer},
+    telemetry::Telemetry,
+};
+use object_store::ObjectStore;
 
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -212,4 +223,36 @@ pub fn write_worker_config(bootstrap: &str, topic: &str, language: &str, backfil
     let path = dir.join("pipeline.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config json")).expect("write config");
     path
+}
+
+/// A new bucket in the GCS emulator and the lake under `gs://<bucket>/lake`: its URI and the lake.
+pub async fn gcs_lake(name: &str) -> (String, Arc<dyn ObjectStore>) {
+    let endpoint = service_env("CILVEST_GCS_URL", "gcs");
+    let bucket = unique(name);
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
+        .json(&json!({"name": bucket}))
+        .send()
+        .await
+        .expect("create bucket request");
+    assert!(response.status().is_success(), "create bucket: {}", response.status());
+    let uri = format!("gs://{bucket}/lake");
+    let lake = cilvest_workers::lake::open(&uri, Some(&endpoint)).expect("open lake");
+    (uri, lake)
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+/// Run a producer to completion (`--once`), returning its telemetry.
+pub async fn run_once(args: Args) -> Telemetry {
+    init_test_logs();
+    let telemetry = Telemetry::new("cilvest_producer");
+    let producer = Producer::new(args, telemetry.clone()).expect("producer");
+    tokio::time::timeout(Duration::from_secs(60), producer.run(std::future::pending()))
+        .await
+        .expect("producer --once finishes within 60 s")
+        .expect("producer run");
+    telemetry
 }
