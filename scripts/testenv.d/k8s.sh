@@ -67,7 +67,7 @@ k8s_build_kubernetes() {
   staging_version=0.$minor.$patch
   root=$(k8s_build_root); src=$root/src; out=$(k8s_bin)
   mkdir -p "$src" "$out"
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl v$K8S_VERSION (slow once)"
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy v$K8S_VERSION (slow once)"
 
   # The tag's go.mod, date and commit, as the module proxy records them (a minimal go.mod first, so a
   # stale one from an interrupted build can't get in the way).
@@ -97,8 +97,10 @@ k8s_build_kubernetes() {
   } >"$src/go.mod"
   grep -q 'k8s.io/client-go =>' "$src/go.mod" || die "found no staging replaces in $kmod"
 
+  # kubelet and kube-proxy too: the real node (testenv.d/node.sh) runs them, from the same source and build.
   local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   # go get resolves the graph and records go.sum for exactly these packages (no tidy needed). Each
   # package needs the explicit @version: a bare path means @upgrade, i.e. the newest Kubernetes.
   (cd "$src" && k8s_go get "${pkgs[@]/%/@v$K8S_VERSION}") || die "go get for kubernetes v$K8S_VERSION failed"
@@ -160,7 +162,7 @@ k8s_install() {
   exec {k8s_lock_fd}>"$CILVEST_CACHE/k8s-install.lock"
   flock "$k8s_lock_fd"
 
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     [[ -x $bin/$b ]] || { k8s_build_kubernetes; break; }
   done
   if [[ ! -x $etcd_bin ]]; then
