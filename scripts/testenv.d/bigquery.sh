@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # BigQuery: bqemulator (PyPI; DuckDB + SQLGlot) serving the BigQuery REST API v2 on
-# http://127.0.0.1:9050/bigquery/v2 (gRPC Storage Read/Write API on 127.0.0.1:9060), project cilvest-test.
+# http://127.0.0.1:9050/bigquery/v2 (every address: pods reach it on the node IP; gRPC Storage Read/Write API on
+# 127.0.0.1:9060), project cilvest-test.
 # Data lives in a DuckDB file under $CILVEST_RUN/bigquery/data (persists across an emulator restart,
-# wiped by `down`). Load jobs resolve gs://BUCKET/PATH to $CILVEST_BQ_GCS_LOCAL_ROOT/BUCKET/PATH.
+# wiped by `down`). Load jobs resolve gs://BUCKET/PATH to $CILVEST_BQ_GCS_LOCAL_ROOT/BUCKET/PATH, where the GCS
+# emulator mirrors its objects (gcs.sh).
 # Sourced by scripts/testenv; uses the shared venv from common.sh.
 
 BQ_REST_PORT=9050
@@ -10,6 +12,9 @@ BQ_GRPC_PORT=9060
 BQ_PROJECT=cilvest-test
 
 bq_dir() { echo "$CILVEST_RUN/bigquery"; }
+# Where load jobs find gs://BUCKET/PATH; the GCS emulator mirrors its objects here (gcs.sh). Kept outside
+# bq_dir so that restarting either emulator leaves the other's view alone.
+bq_gcs_root() { echo "$CILVEST_RUN/gcs-mirror"; }
 
 # bqemulator runs `INSTALL spatial` (mandatory) and `INSTALL avro` at start. Offline those succeed only
 # when the extension files are already in DuckDB's extension directory, so copy them there from the
@@ -48,12 +53,12 @@ bigquery_start() {
   if ! is_running bigquery && { port_open "$BQ_REST_PORT" || port_open "$BQ_GRPC_PORT"; }; then
     die "bigquery: port $BQ_REST_PORT or $BQ_GRPC_PORT is taken by another process"
   fi
-  mkdir -p "$dir/data" "$dir/gcs" "$dir/uploads"
+  mkdir -p "$dir/data" "$(bq_gcs_root)" "$dir/uploads"
   # Run from $dir so that no stray .bqemu.toml in the caller's directory is picked up.
   start_bg bigquery env -C "$dir" \
-    BQEMU_GCS_LOCAL_ROOT="$dir/gcs" BQEMU_UPLOAD_STAGING_DIR="$dir/uploads" \
+    BQEMU_GCS_LOCAL_ROOT="$(bq_gcs_root)" BQEMU_UPLOAD_STAGING_DIR="$dir/uploads" \
     "$venv/bin/bqemulator" start \
-    --rest-host 127.0.0.1 --rest-port "$BQ_REST_PORT" \
+    --rest-host 0.0.0.0 --rest-port "$BQ_REST_PORT" \
     --grpc-host 127.0.0.1 --grpc-port "$BQ_GRPC_PORT" \
     --project "$BQ_PROJECT" --persistent --data-dir "$dir/data" \
     --log-format console --log-level info
@@ -62,7 +67,7 @@ bigquery_start() {
 
 bigquery_stop() {
   stop_bg bigquery
-  rm -rf "$(bq_dir)"
+  rm -rf "$(bq_dir)" "$(bq_gcs_root)"
 }
 
 # Healthy: /readyz answers 200 (DuckDB answers SELECT 1 and the catalog lists datasets).
@@ -73,5 +78,6 @@ bigquery_healthy() {
 bigquery_env() {
   echo "export CILVEST_BQ_URL=http://127.0.0.1:$BQ_REST_PORT"
   echo "export CILVEST_BQ_PROJECT=$BQ_PROJECT"
-  printf 'export CILVEST_BQ_GCS_LOCAL_ROOT=%q\n' "$(bq_dir)/gcs"
+  printf 'export CILVEST_BQ_GCS_LOCAL_ROOT=%q\n' "$(bq_gcs_root)"
+  echo "export CILVEST_BQ_POD_URL=http://$(node_ip):$BQ_REST_PORT"
 }

@@ -95,3 +95,13 @@ py_venv_install() {
     log "venv ready in $((SECONDS - start))s"
   ) 9>"$CILVEST_CACHE/venv.lock"
 }
+
+# node_ip: the machine's primary IPv4 address (the source address of its default route). Pods on the real node
+# reach the host's services there, and the kubelet registers it as the node's InternalIP.
+node_ip() {
+  local ip
+  ip=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") {print $(i + 1); exit}}')
+  [[ -n $ip ]] || ip=$(hostname -I 2>/dev/null | awk '{print $1}')
+  [[ -n $ip ]] || die "no IPv4 address with a default route: pods could not reach this machine's services"
+  echo "$ip"
+}

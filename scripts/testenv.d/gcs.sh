@@ -11,7 +11,8 @@
 # x-goog-copy-source), XML multipart (initiate, parts, complete, abort) and a paged XML listing with
 # start-after. It is built once into $CILVEST_CACHE/gcs-<upstream version>-<source hash>.
 #
-# Objects live on disk under $CILVEST_RUN/gcs/data (they survive gcs_restart; `down` wipes them).
+# Objects live on disk under $CILVEST_RUN/gcs/data (they survive gcs_restart; `down` wipes them), and are mirrored
+# into the BigQuery emulator's gs:// root ($CILVEST_BQ_GCS_LOCAL_ROOT). Listens on every address (pods use the node IP).
 # Exported: CILVEST_GCS_URL (what the tests read) and CILVEST_GCS_ENDPOINT (what workers/src/lake.rs reads).
 
 GCS_PORT=4443
@@ -68,9 +69,11 @@ gcs_start() {
   if ! is_running gcs && port_open "$GCS_PORT"; then
     die "gcs: 127.0.0.1:$GCS_PORT is taken by a process testenv did not start"
   fi
-  mkdir -p "$CILVEST_RUN/gcs/data"
-  start_bg gcs "$(gcs_bin)" -host 127.0.0.1 -port "$GCS_PORT" \
-    -backend filesystem -filesystem-root "$CILVEST_RUN/gcs/data" \
+  mkdir -p "$CILVEST_RUN/gcs/data" "$(bq_gcs_root)"
+  # Every address: pods on the real node (node.sh) reach it on the node IP. Objects written through the XML API
+  # are mirrored into the BigQuery emulator's gs:// root, so that its load jobs see the lake (see gcs/main.go).
+  start_bg gcs "$(gcs_bin)" -host 0.0.0.0 -port "$GCS_PORT" \
+    -backend filesystem -filesystem-root "$CILVEST_RUN/gcs/data" -mirror "$(bq_gcs_root)" \
     -public-host "127.0.0.1:$GCS_PORT" -external-url "$(gcs_url)"
   wait_for gcs 30 gcs_healthy || die "gcs did not become healthy"
 }
@@ -89,6 +92,7 @@ gcs_restart() {
 gcs_env() {
   echo "export CILVEST_GCS_URL=$(gcs_url)"
   echo "export CILVEST_GCS_ENDPOINT=$(gcs_url)"
+  echo "export CILVEST_GCS_POD_URL=http://$(node_ip):$GCS_PORT"
 }
 
 # Run as a command (fault tests): bash scripts/testenv.d/gcs.sh restart

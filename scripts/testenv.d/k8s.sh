@@ -2,7 +2,7 @@
 # k8s: a real Kubernetes control plane on 127.0.0.1 for the operator's integration tests.
 #
 #   etcd                     127.0.0.1:12379 (client), :12380 (peer)      data in $CILVEST_RUN/k8s/etcd
-#   kube-apiserver           https://127.0.0.1:16443                      RBAC + Node authz, default admission
+#   kube-apiserver           https://127.0.0.1:16443 (and <node IP>)      RBAC + Node authz, default admission
 #   kube-controller-manager  https://127.0.0.1:10257 (health only)        all default controllers
 #   kube-scheduler           https://127.0.0.1:10259 (health only)
 #   kwok                     http://127.0.0.1:10247 (health only)         plays the kubelet of one fake Node
@@ -239,12 +239,14 @@ k8s_make_pki() {
   # Every name a client may use for the apiserver: loopback, and the in-cluster Service names and IP
   # (10.96.0.1, the first address of the service range) that pods' service-account kubeconfigs point to.
   k8s_sign apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$(node_ip),DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   # system:masters bypasses RBAC entirely: the tests' own identity. They check RBAC with --as=... instead.
   k8s_sign admin "/O=system:masters/CN=cilvest-admin" "extendedKeyUsage=clientAuth"
   # The components' own identities, bound by the default RBAC bootstrap policy.
   k8s_sign controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
   k8s_sign scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+  # The apiserver's identity towards kubelets (logs, exec, port-forward), as kubeadm names it.
+  k8s_sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
   # The aggregation layer's front proxy: its own CA (a client cert from the main CA must not be able to
   # assert X-Remote-User), and the apiserver's client cert for it. With these in the apiserver, the
   # extension-apiserver-authentication ConfigMap is complete, and the controller manager and scheduler
@@ -517,14 +519,15 @@ k8s_start() {
   wait_for k8s-etcd 60 k8s_etcd_healthy || die "etcd did not start"
 
   # Default admission plugins (incl. PodSecurity, ServiceAccount, ResourceQuota) and all GA APIs.
-  # --endpoint-reconciler-type=none: the apiserver would publish its advertise address, 127.0.0.1, as the
-  # endpoint of the `kubernetes` Service, which Endpoints validation rejects (no loopback), and would log
-  # that every 10 s. The Service itself (10.96.0.1) still exists; nothing here routes to it anyway.
+  # Listening on every address and advertising the node IP: pods on the real node (node.sh) reach the apiserver
+  # through the `kubernetes` Service (10.96.0.1:443), whose endpoint the lease reconciler keeps at <node IP>:16443
+  # (a loopback advertise address would be refused as an endpoint). Clients on this machine keep using 127.0.0.1.
   # --kubelet-preferred-address-types=InternalIP: for logs/exec the apiserver dials the node's kubelet;
-  # kwok's node reports 127.0.0.1, whereas the default (Hostname first) would send its name to DNS.
+  # kwok's node reports 127.0.0.1, whereas the default (Hostname first) would send its name to DNS. It presents
+  # the apiserver-kubelet-client certificate, which the real kubelet's webhook authorizer admits.
   start_bg k8s-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$K8S_ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$K8S_API_PORT" \
+    --bind-address=0.0.0.0 --advertise-address="$(node_ip)" --secure-port="$K8S_API_PORT" \
     --cert-dir="$dir/apiserver" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
@@ -533,7 +536,9 @@ k8s_start() {
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range="$K8S_SERVICE_CIDR" \
     --allow-privileged=true \
-    --endpoint-reconciler-type=none --kubelet-preferred-address-types=InternalIP \
+    --endpoint-reconciler-type=lease --kubelet-preferred-address-types=InternalIP \
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
     --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \

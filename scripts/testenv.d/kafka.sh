@@ -4,7 +4,8 @@
 # (kafka-tools) and a log4j2 backend; `mvn dependency:copy-dependencies` copies them and their runtime
 # dependencies into $CILVEST_CACHE/kafka-<version>/libs, once per version (and pom change).
 #
-#   PLAINTEXT 127.0.0.1:19092 (clients), CONTROLLER 127.0.0.1:19093 (KRaft quorum)
+#   PLAINTEXT 127.0.0.1:19092 (clients), CONTROLLER 127.0.0.1:19093 (KRaft quorum),
+#   POD <node IP>:19094 (plaintext, advertised as itself: for pods on the real node, see node.sh)
 #   $CILVEST_RUN/kafka (= CILVEST_KAFKA_HOME): libs -> the cached jars, config/, data/ (the log dir), bin/
 #
 # Besides the five service functions:
@@ -16,6 +17,7 @@
 KAFKA_VERSION=4.4.0
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
+KAFKA_POD_PORT=19094
 KAFKA_HEAP=${CILVEST_KAFKA_HEAP:-768m}
 KAFKA_JVM_OPTS=${CILVEST_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}
 KAFKA_POM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/pom.xml"
@@ -65,11 +67,11 @@ kafka_write_home() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,POD://$(node_ip):$KAFKA_POD_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,POD://$(node_ip):$KAFKA_POD_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,POD:PLAINTEXT
 log.dirs=$home/data
 num.partitions=1
 default.replication.factor=1
@@ -219,6 +221,7 @@ kafka_restart() {
 
 kafka_env() {
   echo "export CILVEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
+  echo "export CILVEST_KAFKA_POD_BOOTSTRAP=$(node_ip):$KAFKA_POD_PORT"
   echo "export CILVEST_KAFKA_HOME=$(kafka_home)"
 }
 

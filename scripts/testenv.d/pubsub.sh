@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # pubsub: Google's Pub/Sub emulator (a Java server from the Google Cloud SDK that the machine image ships) on
-# 127.0.0.1:8085, serving gRPC and the REST API (v1) that workers/src/pubsub.rs speaks. Nothing is downloaded:
+# 127.0.0.1:8085 (every address: pods reach it on the node IP), serving gRPC and the REST API (v1) that
+# workers/src/pubsub.rs speaks. Nothing is downloaded:
 # the emulator comes with the image, and a machine without it fails here with the path it looked at.
 # It ignores subscription filters and dead-letter policies, and keeps its state in memory (a restart starts
 # empty). Exported: PUBSUB_EMULATOR_HOST, which the workers read as "this emulator, without OAuth".
@@ -26,7 +27,7 @@ pubsub_start() {
   mkdir -p "$CILVEST_RUN/pubsub"
   # It keeps topics and messages in memory and takes no data directory; run it from its own directory anyway,
   # so whatever it writes to its working directory lands under $CILVEST_RUN.
-  (cd "$CILVEST_RUN/pubsub" && start_bg pubsub "$PUBSUB_EMULATOR" --host=127.0.0.1 --port="$PUBSUB_PORT")
+  (cd "$CILVEST_RUN/pubsub" && start_bg pubsub "$PUBSUB_EMULATOR" --host=0.0.0.0 --port="$PUBSUB_PORT")
   wait_for pubsub 60 pubsub_healthy || die "pubsub did not become healthy"
 }
 
@@ -37,4 +38,5 @@ pubsub_stop() {
 
 pubsub_env() {
   echo "export PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT"
+  echo "export CILVEST_PUBSUB_POD_HOST=$(node_ip):$PUBSUB_PORT"
 }

@@ -24,7 +24,7 @@ search_start() {
   fi
   # -no-stdin-watch: by default the server exits when its stdin closes (it is meant to be a child of
   # a test process); start_bg gives it /dev/null.
-  start_bg search "$(search_bin)" -addr "127.0.0.1:$SEARCH_PORT" -no-stdin-watch
+  start_bg search "$(search_bin)" -addr "0.0.0.0:$SEARCH_PORT" -no-stdin-watch
   wait_for search 30 search_healthy
 }
 
@@ -39,4 +39,5 @@ search_healthy() {
 
 search_env() {
   echo "export CILVEST_ES_URL=http://127.0.0.1:$SEARCH_PORT"
+  echo "export CILVEST_ES_POD_URL=http://$(node_ip):$SEARCH_PORT"
 }

@@ -7,28 +7,46 @@
 #   chromium Debian's Chromium, run headless by the demo test to render the HTML report and screenshot its chart
 #   cargo-deny v$TOOLS_CARGO_DENY_VERSION from crates.io, into $CILVEST_CACHE/tools/cargo-deny-<version>/bin: the
 #          dependency policy check of scripts/deny
+#   cargo-cyclonedx v$TOOLS_CYCLONEDX_VERSION from crates.io: the images' SBOMs (scripts/image)
+#   cosign v$TOOLS_COSIGN_VERSION, built from github.com/sigstore/cosign through the Go module proxy: signs and verifies
+#          the images (scripts/image push --sign, scripts/e2e)
 #
-# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM, CILVEST_CARGO_DENY.
+# Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM, CILVEST_CARGO_DENY,
+# CILVEST_CARGO_CYCLONEDX, CILVEST_COSIGN.
 
 TOOLS_HELM_VERSION=3.22.0   # newest helm v3 on the module proxy (v4 changed the CLI; the chart is apiVersion v2)
 
 TOOLS_CARGO_DENY_VERSION=0.20.2
+TOOLS_CYCLONEDX_VERSION=0.5.9
+TOOLS_COSIGN_VERSION=2.6.5   # newest v2 on the module proxy; v3 changed the bundle format defaults
 
 tools_helm_bin() { echo "$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION/bin/helm"; }
 tools_lua_bin() { command -v lua5.1 || echo /usr/bin/lua5.1; }
 tools_chromium_bin() { echo /usr/bin/chromium; }
 tools_cargo_deny_bin() { echo "$CILVEST_CACHE/tools/cargo-deny-$TOOLS_CARGO_DENY_VERSION/bin/cargo-deny"; }
+tools_cyclonedx_bin() { echo "$CILVEST_CACHE/tools/cargo-cyclonedx-$TOOLS_CYCLONEDX_VERSION/bin/cargo-cyclonedx"; }
+tools_cosign_bin() { echo "$CILVEST_CACHE/cosign-v$TOOLS_COSIGN_VERSION/bin/cosign"; }
 
-# Measured once on this 2-core machine: 1352 s, with other cargo builds sharing the cores (cached afterwards).
-tools_install_cargo_deny() {
-  local root=$CILVEST_CACHE/tools/cargo-deny-$TOOLS_CARGO_DENY_VERSION build start=$SECONDS
-  log "building cargo-deny $TOOLS_CARGO_DENY_VERSION from crates.io (a few minutes once)"
+# tools_cargo_install CRATE VERSION: `cargo install` into $CILVEST_CACHE/tools/CRATE-VERSION, once.
+# Measured on this 2-core machine, idle: cargo-deny 283 s, cargo-cyclonedx 85 s.
+tools_cargo_install() {
+  local crate=$1 version=$2 root=$CILVEST_CACHE/tools/$1-$2 build start=$SECONDS
+  log "building $crate $version from crates.io (a few minutes once)"
   # Its own throwaway target directory: CARGO_TARGET_DIR (set by .ci/run) must not collect a tool's build.
   build=$(mktemp -d)
-  cargo install cargo-deny --version "$TOOLS_CARGO_DENY_VERSION" --locked --quiet --root "$root" --target-dir "$build" \
-    || { rm -rf "$build"; die "cargo install cargo-deny $TOOLS_CARGO_DENY_VERSION failed"; }
+  cargo install "$crate" --version "$version" --locked --quiet --root "$root" --target-dir "$build" \
+    || { rm -rf "$build"; die "cargo install $crate $version failed"; }
   rm -rf "$build"
-  log "cargo-deny $TOOLS_CARGO_DENY_VERSION built in $((SECONDS - start))s"
+  log "$crate $version built in $((SECONDS - start))s"
+}
+
+# cosign's go.mod has no replace lines either. Measured: 169 s with the Go caches the k8s build left.
+tools_build_cosign() {
+  local start=$SECONDS
+  log "building cosign v$TOOLS_COSIGN_VERSION from the module proxy (a few minutes once)"
+  GOBIN=$(dirname "$(tools_cosign_bin)") tools_go install -trimpath -ldflags "-s -w" \
+    "github.com/sigstore/cosign/v2/cmd/cosign@v$TOOLS_COSIGN_VERSION" || die "building cosign v$TOOLS_COSIGN_VERSION failed"
+  log "cosign v$TOOLS_COSIGN_VERSION built in $((SECONDS - start))s"
 }
 
 # tools_go ARGS...: the go command with the build and module caches the k8s build uses (see k8s_go).
@@ -69,7 +87,9 @@ tools_install() {
   exec {tools_lock_fd}>"$CILVEST_CACHE/tools-install.lock"
   flock "$tools_lock_fd"
   [[ -x $(tools_helm_bin) ]] || tools_build_helm
-  [[ -x $(tools_cargo_deny_bin) ]] || tools_install_cargo_deny
+  [[ -x $(tools_cargo_deny_bin) ]] || tools_cargo_install cargo-deny "$TOOLS_CARGO_DENY_VERSION"
+  [[ -x $(tools_cyclonedx_bin) ]] || tools_cargo_install cargo-cyclonedx "$TOOLS_CYCLONEDX_VERSION"
+  [[ -x $(tools_cosign_bin) ]] || tools_build_cosign
   if ! command -v lua5.1 >/dev/null 2>&1; then
     log "installing Debian's lua5.1"
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
@@ -90,7 +110,8 @@ tools_install() {
 tools_start() { :; }
 tools_stop() { :; }
 tools_healthy() {
-  [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) && -x $(tools_cargo_deny_bin) ]] && command -v lua5.1 >/dev/null 2>&1
+  [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) && -x $(tools_cargo_deny_bin) && -x $(tools_cyclonedx_bin) &&
+    -x $(tools_cosign_bin) ]] && command -v lua5.1 >/dev/null 2>&1
 }
 
 tools_env() {
@@ -98,4 +119,6 @@ tools_env() {
   printf 'export CILVEST_LUA=%q\n' "$(tools_lua_bin)"
   printf 'export CILVEST_CHROMIUM=%q\n' "$(tools_chromium_bin)"
   printf 'export CILVEST_CARGO_DENY=%q\n' "$(tools_cargo_deny_bin)"
+  printf 'export CILVEST_CARGO_CYCLONEDX=%q\n' "$(tools_cyclonedx_bin)"
+  printf 'export CILVEST_COSIGN=%q\n' "$(tools_cosign_bin)"
 }

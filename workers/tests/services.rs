@@ -159,6 +159,19 @@ async fn gcs_emulator_stores_and_lists_objects_through_the_lake() {
         .await
         .expect("list json");
     assert_eq!(raw["items"].as_array().map(Vec::len), Some(5), "{raw}");
+
+    // The emulator mirrors what is written and deleted into the BigQuery emulator's gs:// root, so that a load job
+    // of gs://bucket/path reads what the lake holds (the end-to-end test relies on it).
+    let mirror = std::path::PathBuf::from(service_env("CILVEST_BQ_GCS_LOCAL_ROOT", "bigquery gcs"));
+    let mirrored = mirror.join(&bucket).join("tweets/raw/dt=2026-11-01/part-1.ndjson");
+    assert_eq!(
+        std::fs::read(&mirrored).expect("mirrored object"),
+        b"{\"id\":\"2026-11-01-1\"}\n"
+    );
+    lake.delete(&Path::from("raw/dt=2026-11-01/part-1.ndjson"))
+        .await
+        .expect("delete");
+    assert!(!mirrored.exists(), "a deleted object leaves the mirror too");
 }
 
 #[tokio::test]

@@ -12,6 +12,9 @@
 //	GET    /{bucket}?list-type=2&prefix=&delimiter=&start-after=&max-keys=&continuation-token=
 //
 // Everything else (the JSON API, XML GET/HEAD/DELETE of objects, resumable uploads) goes to upstream unchanged.
+// With -mirror DIR, every object written or deleted through the XML API is also written to (or removed from)
+// DIR/{bucket}/{object}: the BigQuery emulator's load jobs read gs:// URIs from such a directory, so a lake on this
+// emulator can be loaded the way a lake on GCS is.
 // Written for tests: multipart parts are kept in memory, and conditional writes are serialized by one lock that
 // JSON-API writes do not take.
 package main
@@ -33,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +58,7 @@ func main() {
 	externalURL := flag.String("external-url", "", "base URL put in returned links (default: http://host:port)")
 	location := flag.String("location", "US-CENTRAL1", "location reported for buckets")
 	quiet := flag.Bool("quiet", false, "do not log every request")
+	mirrorRoot := flag.String("mirror", "", "also keep every object written through the XML API under DIR/{bucket}/{object}")
 	flag.Parse()
 
 	addr := net.JoinHostPort(*host, strconv.FormatUint(uint64(*port), 10))
@@ -89,6 +94,9 @@ func main() {
 
 	var handler http.Handler = &front{srv: srv, upstream: srv.HTTPHandler(), publicHost: *publicHost,
 		uploads: map[string]*multipartUpload{}}
+	if *mirrorRoot != "" {
+		handler = &mirror{root: *mirrorRoot, srv: srv, next: handler}
+	}
 	if !*quiet {
 		handler = logRequests(handler)
 	}
@@ -106,6 +114,53 @@ func main() {
 	log.Printf("serving GCS (JSON API + XML API) on http://%s, public host %s, backend %s", addr, *publicHost, *backendName)
 	if err := hs.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
+	}
+}
+
+// mirror copies the outcome of every successful XML-API write or delete into a plain directory tree.
+type mirror struct {
+	root string
+	srv  *fakestorage.Server
+	next http.Handler
+}
+
+func (m *mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mutates := r.Method == http.MethodPut || r.Method == http.MethodPost || r.Method == http.MethodDelete
+	if !mutates || !isXMLAPI(r.URL.Path) {
+		m.next.ServeHTTP(w, r)
+		return
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	m.next.ServeHTTP(rec, r)
+	bucket, object, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if rec.status < 300 && object != "" { // 0: nothing written explicitly, i.e. 200
+		m.sync(bucket, object)
+	}
+}
+
+// sync makes DIR/{bucket}/{object} what the emulator holds: the object's bytes, or nothing.
+func (m *mirror) sync(bucket, object string) {
+	path := filepath.Join(m.root, bucket, filepath.FromSlash(object))
+	if rel, err := filepath.Rel(m.root, path); err != nil || strings.HasPrefix(rel, "..") {
+		log.Printf("mirror: skipping %s/%s: outside the mirror", bucket, object)
+		return
+	}
+	obj, err := m.srv.GetObject(bucket, object)
+	if err != nil {
+		_ = os.Remove(path)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		log.Printf("mirror: %v", err)
+		return
+	}
+	tmp := path + ".mirror-tmp"
+	if err := os.WriteFile(tmp, obj.Content, 0o644); err != nil {
+		log.Printf("mirror: %v", err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		log.Printf("mirror: %v", err)
 	}
 }
 

@@ -1,0 +1,3 @@
+module cilvest/testenv/probe
+
+go 1.24
