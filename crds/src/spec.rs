@@ -83,6 +83,32 @@ pub struct CilvestPipelineSpec {
 
     /// Where the results land.
     pub targets: Targets,
+
+    /// Settings of the worker pods (producer, consumer and daily job).
+    #[serde(default, skip_serializing_if = "Workers::is_empty")]
+    pub workers: Workers,
+}
+
+/// Settings every worker pod shares.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.env.all(e, !e.name.startsWith('CILVEST_X_') && !(e.name in ['CILVEST_CONFIG', 'CILVEST_ES_PASSWORD', 'CILVEST_LOG_FORMAT']))").message("workers.env may not set CILVEST_CONFIG, CILVEST_ES_PASSWORD, CILVEST_LOG_FORMAT or CILVEST_X_*: the operator sets them from the spec").field_path(".env"))]
+pub struct Workers {
+    /// Extra environment variables for every worker container, such as `HTTPS_PROXY` for an egress proxy, or the
+    /// emulator endpoints of a test environment (`CILVEST_GCS_ENDPOINT`, `CILVEST_BQ_ENDPOINT`). Take anything secret
+    /// from a Secret with `valueFrom.secretKeyRef`, never as a literal `value`. At most 32; names unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // A list keyed by name, as a Pod's env is: the API server refuses a name twice, and server-side apply merges
+    // entries by name.
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+}
+
+impl Workers {
+    /// Nothing set: the field is left out of what the operator writes.
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty()
+    }
 }
 
 /// One instrument and the terms that mention it.
@@ -185,6 +211,11 @@ pub struct XSource {
     #[serde(default = "default_counts_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub counts_interval: String,
+    /// Base URL of the X API. Change it only for an egress proxy that forwards to X, or to point a test environment
+    /// at a fake: the bearer token is sent there.
+    #[serde(default = "default_x_api_url")]
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"), length(max = 2048))]
+    pub api_url: String,
 }
 
 impl Default for XSource {
@@ -197,6 +228,7 @@ impl Default for XSource {
             price_per_read_usd: default_price_per_read(),
             price_per_count_request_usd: default_price_per_count_request(),
             counts_interval: default_counts_interval(),
+            api_url: default_x_api_url(),
         }
     }
 }
@@ -645,6 +677,9 @@ fn default_price_per_read() -> String {
 }
 fn default_price_per_count_request() -> String {
     "0.005".to_owned()
+}
+fn default_x_api_url() -> String {
+    "https://api.x.com".to_owned()
 }
 fn default_counts_interval() -> String {
     "1h".to_owned()

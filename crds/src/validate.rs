@@ -105,6 +105,33 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         "spec.source.x.bearerTokenSecretRef",
         &x.bearer_token_secret_ref,
     );
+    if !is_http_url(&x.api_url) {
+        fail(
+            "spec.source.x.apiUrl",
+            format!("{:?} must be an http(s) URL without query or fragment", x.api_url),
+        );
+    }
+    let mut env_names = HashSet::new();
+    for env in &spec.workers.env {
+        if is_reserved_env(&env.name) {
+            fail(
+                "spec.workers.env",
+                format!("{:?} is set by the operator from the spec", env.name),
+            );
+        }
+        if !env_names.insert(env.name.as_str()) {
+            fail(
+                "spec.workers.env",
+                format!("duplicate environment variable {:?}", env.name),
+            );
+        }
+    }
+    if spec.workers.env.len() > 32 {
+        fail(
+            "spec.workers.env",
+            format!("{} variables, at most 32", spec.workers.env.len()),
+        );
+    }
     check_duration(
         &mut fail,
         "spec.source.x.countsInterval",
@@ -512,6 +539,20 @@ fn check_secret_ref(fail: &mut impl FnMut(&str, String), path: &str, secret: &cr
             format!("{:?} is not a valid Secret key", secret.key),
         );
     }
+}
+
+/// Environment variables the operator sets itself: a user's value would silently replace the spec's.
+fn is_reserved_env(name: &str) -> bool {
+    name.starts_with("CILVEST_X_") || ["CILVEST_CONFIG", "CILVEST_ES_PASSWORD", "CILVEST_LOG_FORMAT"].contains(&name)
+}
+
+/// `http(s)://host[:port][/path]`, no whitespace, query or fragment.
+fn is_http_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    url.len() <= 2048 && !host.is_empty() && !url.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
 }
 
 fn is_keyword_name(name: &str) -> bool {

@@ -136,7 +136,13 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
         pipeline,
         "producer",
         producer_replicas,
-        worker_container(options, "producer", vec![token_env], ("50m", "64Mi", "256Mi")),
+        worker_container(
+            options,
+            "producer",
+            vec![token_env],
+            &spec.workers.env,
+            ("50m", "64Mi", "256Mi"),
+        ),
         Vec::new(),
     );
     // The producer keeps its monthly X usage in a ConfigMap: the only worker with a Kubernetes token.
@@ -154,13 +160,25 @@ pub fn build(pipeline: &CilvestPipeline, options: &BuildOptions) -> Resources {
         pipeline,
         "consumer",
         1,
-        worker_container(options, "consumer", Vec::new(), ("100m", "128Mi", "512Mi")),
+        worker_container(
+            options,
+            "consumer",
+            Vec::new(),
+            &spec.workers.env,
+            ("100m", "128Mi", "512Mi"),
+        ),
         Vec::new(),
     );
 
     let mut daily_env = Vec::new();
     let mut daily_volumes = Vec::new();
-    let mut daily_container = worker_container(options, "daily", Vec::new(), ("500m", "512Mi", "2Gi"));
+    let mut daily_container = worker_container(
+        options,
+        "daily",
+        Vec::new(),
+        &spec.workers.env,
+        ("500m", "512Mi", "2Gi"),
+    );
     daily_container.ports = None;
     daily_container.liveness_probe = None;
     daily_container.readiness_probe = None;
@@ -330,7 +348,13 @@ pub fn dataproc_cleanup_job(
 ) -> Option<k8s_openapi::api::batch::v1::Job> {
     let dataproc = pipeline.spec.transform.dataproc.as_ref()?;
     let name = pipeline.name_any();
-    let mut container = worker_container(options, "dataproc-cleanup", Vec::new(), ("50m", "64Mi", "256Mi"));
+    let mut container = worker_container(
+        options,
+        "dataproc-cleanup",
+        Vec::new(),
+        &pipeline.spec.workers.env,
+        ("50m", "64Mi", "256Mi"),
+    );
     container.args = Some(
         [
             "dataproc-cleanup",
@@ -486,11 +510,13 @@ fn pod_template(
     }
 }
 
-/// A worker container running `cilvest <command>` under the restricted pod security profile.
+/// A worker container running `cilvest <command>` under the restricted pod security profile. `extra_env` is the
+/// spec's `workers.env`, after the operator's own variables (validation keeps their names apart).
 fn worker_container(
     options: &BuildOptions,
     command: &str,
     env: Vec<EnvVar>,
+    extra_env: &[EnvVar],
     (cpu, memory, memory_limit): (&str, &str, &str),
 ) -> Container {
     let probe = |path: &str| Probe {
@@ -509,6 +535,7 @@ fn worker_container(
         value: Some("json".to_owned()),
         ..EnvVar::default()
     });
+    env.extend_from_slice(extra_env);
     Container {
         name: command.to_owned(),
         image: Some(options.worker_image.clone()),
@@ -710,6 +737,34 @@ mod tests {
         let parsed: WorkerConfig =
             serde_json::from_str(config.get(CONFIG_KEY).expect("pipeline.json")).expect("parses");
         assert_eq!(parsed.pubsub.map(|p| p.topic), Some("tweets".to_owned()));
+    }
+
+    #[test]
+    fn workers_env_reaches_every_worker_container() {
+        let mut p = pipeline(include_str!("../../examples/minimal.yaml"));
+        p.spec.workers.env = vec![EnvVar {
+            name: "HTTPS_PROXY".to_owned(),
+            value: Some("http://proxy.internal:3128".to_owned()),
+            ..EnvVar::default()
+        }];
+        let resources = build(&p, &options());
+        let containers = [
+            resources.producer.spec.and_then(|s| s.template.spec),
+            resources.consumer.spec.and_then(|s| s.template.spec),
+            resources
+                .daily
+                .spec
+                .and_then(|s| s.job_template.spec)
+                .and_then(|s| s.template.spec),
+        ];
+        for pod in containers.into_iter().map(|p| p.expect("pod spec")) {
+            let env = pod.containers[0].env.clone().unwrap_or_default();
+            assert!(
+                env.iter()
+                    .any(|e| e.name == "HTTPS_PROXY" && e.value.as_deref() == Some("http://proxy.internal:3128")),
+                "{env:?}"
+            );
+        }
     }
 
     #[test]

@@ -226,6 +226,42 @@ async fn chart_lints_renders_and_passes_server_side_dry_run() {
     let args = container_args(&docs);
     assert!(args.contains(&"--install-crd".to_owned()), "{args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--namespace")), "{args:?}");
+
+    // Digests win over tags, for the operator and for the workers it starts: what was verified is what runs.
+    let (operator_digest, worker_digest) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    let pinned = documents(&render(
+        release,
+        &ns,
+        &[
+            "image.tag=ignored",
+            &format!("image.digest={operator_digest}"),
+            &format!("workerImage.digest={worker_digest}"),
+        ],
+    ));
+    let operator =
+        &find(&pinned, "Deployment", fullname).expect("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        operator["image"],
+        format!("ghcr.io/cilvest/cilvest-operator@{operator_digest}")
+    );
+    assert!(
+        container_args(&pinned).contains(&format!("--worker-image=ghcr.io/cilvest/cilvest@{worker_digest}")),
+        "{:?}",
+        container_args(&pinned)
+    );
+    let (ok, refused) = run_unchecked(
+        helm()
+            .args(["template", "x"])
+            .arg(chart())
+            .args(["--set", "image.digest=latest"]),
+    );
+    assert!(
+        !ok && refused.contains("digest"),
+        "a digest that is not sha256:<64 hex> is refused: {refused}"
+    );
     let pod = &find(&docs, "Deployment", fullname).expect("Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");

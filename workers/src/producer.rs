@@ -40,9 +40,9 @@ pub struct Args {
     /// Where tweets come from: X recent search, or a JSONL file of v2 tweets.
     #[arg(long, value_enum, default_value = "x")]
     pub source: SourceKind,
-    /// X API base URL.
-    #[arg(long, env = "CILVEST_X_API_URL", default_value = "https://api.x.com")]
-    pub x_api_url: String,
+    /// X API base URL instead of the pipeline's `source.x.apiUrl`.
+    #[arg(long, env = "CILVEST_X_API_URL")]
+    pub x_api_url: Option<String>,
     /// File holding the X bearer token, such as a mounted Secret key. Without it the token comes from the
     /// CILVEST_X_BEARER_TOKEN environment variable.
     #[arg(long, env = "CILVEST_X_BEARER_TOKEN_FILE")]
@@ -209,9 +209,13 @@ impl Producer {
                 let reads_posts = config.spec.keywords.iter().any(|k| k.mode.reads_posts());
                 let query = reads_posts.then(|| x_query(&config.spec)).transpose()?;
                 let token = BearerToken::load(args.bearer_token_file.as_deref())?;
-                tracing::info!(query = ?query, api = %args.x_api_url, "polling X recent search");
+                let base_url = args
+                    .x_api_url
+                    .clone()
+                    .unwrap_or_else(|| config.spec.source.x.api_url.clone());
+                tracing::info!(query = ?query, api = %base_url, "polling X recent search");
                 let settings = XSettings {
-                    base_url: args.x_api_url.clone(),
+                    base_url,
                     query,
                     backfill,
                     timeout: args.x_api_timeout,

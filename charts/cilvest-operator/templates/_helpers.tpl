@@ -35,12 +35,24 @@ app.kubernetes.io/part-of: cilvest
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/*
+An image reference: repository@digest when a digest is given (what was signed and verified is what runs), else
+repository:tag, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "cilvest-operator.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "cilvest-operator.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "cilvest-operator.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "cilvest-operator.workerImage" -}}
-{{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
+{{- include "cilvest-operator.imageRef" (dict "image" .Values.workerImage "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{/*

@@ -136,6 +136,11 @@ fn lock(state: &Shared) -> MutexGuard<'_, FakeState> {
 impl FakeX {
     /// Serve on 127.0.0.1 (a free port), accepting `token` as the bearer token.
     pub async fn start(token: &str) -> Self {
+        Self::start_on(token, "127.0.0.1:0").await
+    }
+
+    /// Serve on `address` (e.g. `0.0.0.0:0`, for pods on the real node), accepting `token`.
+    pub async fn start_on(token: &str, address: &str) -> Self {
         let now = Utc::now();
         let state = Arc::new(Mutex::new(FakeState {
             token: token.to_owned(),
@@ -159,7 +164,7 @@ impl FakeX {
             .route("/2/tweets/search/recent", get(search))
             .route("/2/tweets/counts/recent", get(counts))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(address)
             .await
             .expect("bind the fake X API");
         let addr = listener.local_addr().expect("fake X address");
@@ -172,6 +177,11 @@ impl FakeX {
     /// Base URL for `--x-api-url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Base URL as seen from `host` (e.g. the node IP pods use), on the port the fake listens on.
+    pub fn url_via(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.addr.port())
     }
 
     /// Accept a different bearer token from now on.

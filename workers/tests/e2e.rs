@@ -1,0 +1,633 @@
+//! End to end on a real node, as a user would run Cilvest: `helm install` the operator image from a registry,
+//! `kubectl apply` a pipeline, and check that the producer, consumer and daily pods (the workers image, under the
+//! restricted Pod Security Standard) move tweets from the fake X API through Kafka into the GCS lake, BigQuery and
+//! search; then kill pods, upgrade, and delete.
+//!
+//! `scripts/e2e` runs it after starting the node and the registry, building, pushing and signing the images, and
+//! exporting their references (`CILVEST_E2E_*`). It is not part of `cargo test --workspace` (`test = false`).
+//! Nothing is started behind the product's back: the operator creates every pod; the test only acts as a user
+//! (helm, kubectl) and as the outside world (the X API, and reading what landed).
+
+mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use chrono::{Duration as Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Asia::Jakarta;
+use futures::StreamExt;
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, coordination::v1::Lease, core::v1::Pod};
+use kube::{Api, Client, api::ListParams};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+use serde_json::{Value, json};
+use support::{create_topic, fake_x::FakeX, service_env, topic_records, unique};
+
+const TOKEN: &str = "e2e-bearer-token";
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/cilvest-operator");
+const YESTERDAYS: usize = 150;
+const TODAYS: usize = 40;
+
+/// What scripts/e2e and `scripts/testenv env` hand over.
+struct Env {
+    kubectl: PathBuf,
+    helm: PathBuf,
+    node_ip: String,
+    registry: String,
+    operator_digest: String,
+    worker_digest: String,
+    upgrade_tag: String,
+}
+
+impl Env {
+    fn from_env() -> Self {
+        let e2e = |var: &str| service_env(var, "node registry` and run `scripts/e2e");
+        Self {
+            kubectl: PathBuf::from(service_env("CILVEST_K8S_BIN", "k8s")).join("kubectl"),
+            helm: PathBuf::from(service_env("CILVEST_HELM", "tools")),
+            node_ip: service_env("CILVEST_NODE_IP", "node"),
+            registry: e2e("CILVEST_E2E_REGISTRY"),
+            operator_digest: e2e("CILVEST_E2E_OPERATOR_DIGEST"),
+            worker_digest: e2e("CILVEST_E2E_WORKER_DIGEST"),
+            upgrade_tag: e2e("CILVEST_E2E_UPGRADE_TAG"),
+        }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        run(Command::new(&self.kubectl).args(args), stdin)
+    }
+
+    fn helm(&self, args: &[&str]) -> String {
+        run(Command::new(&self.helm).args(args), None)
+    }
+}
+
+/// Run a user's command; panic with its output when it fails.
+fn run(command: &mut Command, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{shown}: {e}"));
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait for command");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{shown} failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+/// Poll `check` once a second until it returns `Some`, or panic after `seconds` naming `what`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    seconds: u64,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn create_bucket(name: &str) {
+    let endpoint = service_env("CILVEST_GCS_URL", "gcs");
+    let response = reqwest::Client::new()
+        .post(format!("{endpoint}/storage/v1/b?project=cilvest-test"))
+        .json(&json!({"name": name}))
+        .send()
+        .await
+        .expect("create bucket request");
+    assert!(response.status().is_success(), "create bucket: {}", response.status());
+}
+
+/// Every tweet id in the lake's raw objects, with how many times it occurs.
+async fn raw_ids(lake: &dyn ObjectStore) -> BTreeMap<u64, usize> {
+    let mut ids = BTreeMap::new();
+    let paths: Vec<Path> = lake
+        .list(Some(&Path::from("raw")))
+        .map(|meta| meta.expect("list raw").location)
+        .collect()
+        .await;
+    for path in paths {
+        let body = lake
+            .get(&path)
+            .await
+            .expect("get raw")
+            .bytes()
+            .await
+            .expect("raw bytes");
+        let mut text = String::new();
+        if path.as_ref().ends_with(".gz") {
+            flate2::read::MultiGzDecoder::new(&body[..])
+                .read_to_string(&mut text)
+                .expect("gunzip raw object");
+        } else {
+            text = String::from_utf8_lossy(&body).into_owned();
+        }
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let record: Value = serde_json::from_str(line).expect("raw line is JSON");
+            let tweet = record.get("tweet").unwrap_or(&record);
+            let id = tweet["id"].as_str().and_then(|id| id.parse().ok()).expect("tweet id");
+            *ids.entry(id).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
+fn pipeline_yaml(name: &str, x_url: &str, topic: &str, bucket: &str, dataset: &str, index: &str) -> String {
+    let pod_env = |var: &str, service: &str| service_env(var, service);
+    format!(
+        r##"apiVersion: cilvest.io/v1alpha1
+kind: CilvestPipeline
+metadata:
+  name: {name}
+spec:
+  keywords:
+    - {{name: saham, terms: [saham, "#saham"]}}
+    - {{name: reksadana, terms: [reksadana, "reksa dana"]}}
+    - {{name: sukuk, terms: [sukuk]}}
+  source:
+    x:
+      apiUrl: {x_url}
+      bearerTokenSecretRef: {{name: x-api, key: bearerToken}}
+      pollInterval: 5s
+      backfill: 48h
+  kafka:
+    bootstrapServers: {kafka}
+  topics:
+    raw: {{name: {topic}, partitions: 3}}
+  targets:
+    lake: {{uri: "gs://{bucket}/lake"}}
+    bigquery: {{project: {project}, dataset: {dataset}}}
+    elasticsearch:
+      index: {index}
+      external: {{url: "{search}"}}
+  workers:
+    env:
+      - {{name: CILVEST_GCS_ENDPOINT, value: "{gcs}"}}
+      - {{name: CILVEST_BQ_ENDPOINT, value: "{bq}"}}
+"##,
+        kafka = pod_env("CILVEST_KAFKA_POD_BOOTSTRAP", "kafka"),
+        project = pod_env("CILVEST_BQ_PROJECT", "bigquery"),
+        search = pod_env("CILVEST_ES_POD_URL", "search"),
+        gcs = pod_env("CILVEST_GCS_POD_URL", "gcs"),
+        bq = pod_env("CILVEST_BQ_POD_URL", "bigquery"),
+    )
+}
+
+fn demo_pod(repository: &str, digest: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo"},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "demo", "image": format!("{repository}@{digest}"),
+                "args": ["--log-format", "text", "demo", "--tweets", "2000"],
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        },
+    })
+    .to_string()
+}
+
+async fn deployment_available(client: &Client, ns: &str, name: &str) -> Option<Deployment> {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let status = deployment.status.clone()?;
+    let current = status.observed_generation >= deployment.metadata.generation;
+    let want = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    (current
+        && status.updated_replicas == Some(want)
+        && status.available_replicas == Some(want)
+        && status.replicas == Some(want))
+    .then_some(deployment)
+}
+
+async fn running_pod(client: &Client, ns: &str, selector: &str) -> Option<Pod> {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    pods.items.into_iter().find(|pod| {
+        pod.metadata.deletion_timestamp.is_none()
+            && pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    })
+}
+
+async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("cilvest-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+fn container_image(deployment: &Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_install_to_data_on_a_real_node() {
+    support::init_test_logs();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let env = Env::from_env();
+    let client = Client::try_default().await.expect("kube client from KUBECONFIG");
+    let release_ns = unique("e2e-system");
+    let ns = unique("e2e");
+    // Its cluster-wide objects (ClusterRoles, bindings) carry the release's name: unique, so that a failed run left
+    // for inspection (CILVEST_KEEP_ENV=1) never blocks the next.
+    let release = &unique("cilvest");
+    let pipeline = "e2e";
+
+    // The outside world: X with yesterday's posts (Jakarta), an external Kafka topic, a bucket.
+    let fake_x = FakeX::start_on(TOKEN, "0.0.0.0:0").await;
+    let today = Utc::now().with_timezone(&Jakarta).date_naive();
+    let yesterday = today - Days::days(1);
+    let mut expected_yesterday = BTreeSet::new();
+    for (batch, hour) in [8, 11, 14, 17, 20].into_iter().enumerate() {
+        let at = Jakarta
+            .from_local_datetime(&yesterday.and_hms_opt(hour, batch as u32, 0).expect("time"))
+            .single()
+            .expect("a Jakarta time")
+            .with_timezone(&Utc);
+        expected_yesterday.extend(fake_x.add_tweets_at(YESTERDAYS / 5, at));
+    }
+    fake_x.add_noise(30);
+    let topic = unique("e2e-raw");
+    create_topic(&service_env("CILVEST_KAFKA_BOOTSTRAP", "kafka"), &topic, 3).await;
+    let bucket = unique("e2e-lake");
+    create_bucket(&bucket).await;
+    let dataset = unique("e2e").replace('-', "_");
+    let index = unique("e2e-tweets");
+
+    // 1. helm install, images by digest from the registry; the operator pod must become Ready on its own probe.
+    for namespace in [&release_ns, &ns] {
+        env.kubectl(&["create", "namespace", namespace], None);
+        env.kubectl(
+            &[
+                "label",
+                "namespace",
+                namespace,
+                "pod-security.kubernetes.io/enforce=restricted",
+            ],
+            None,
+        );
+    }
+    let operator_repo = format!("{}/cilvest-operator", env.registry);
+    let worker_repo = format!("{}/cilvest", env.registry);
+    env.helm(&[
+        "install",
+        release,
+        CHART,
+        "--namespace",
+        &release_ns,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        &format!("image.repository={operator_repo}"),
+        "--set",
+        &format!("image.digest={}", env.operator_digest),
+        "--set",
+        &format!("workerImage.repository={worker_repo}"),
+        "--set",
+        &format!("workerImage.digest={}", env.worker_digest),
+    ]);
+    let operator_selector = "app.kubernetes.io/component=operator";
+    let operator_pod = eventually("the operator pod to be Ready", 120, || {
+        running_pod(&client, &release_ns, operator_selector)
+    })
+    .await;
+    let operator_name = operator_pod.metadata.name.clone().expect("pod name");
+    eventually("the operator to hold its Lease", 60, || async {
+        (lease_holder(&client, &release_ns).await.as_deref() == Some(operator_name.as_str())).then_some(())
+    })
+    .await;
+
+    // The workers image on its own, as a newcomer would try it: `cilvest demo` as a restricted pod whose only
+    // writable place is an emptyDir at /tmp.
+    env.kubectl(
+        &["-n", &ns, "apply", "-f", "-"],
+        Some(&demo_pod(&worker_repo, &env.worker_digest)),
+    );
+    let demo_log = eventually("the demo pod to finish", 180, || async {
+        let phase = env.kubectl(
+            &["-n", &ns, "get", "pod", "demo", "-o", "jsonpath={.status.phase}"],
+            None,
+        );
+        match phase.as_str() {
+            "Succeeded" => Some(env.kubectl(&["-n", &ns, "logs", "demo"], None)),
+            "Failed" => panic!(
+                "the demo pod failed: {}",
+                env.kubectl(&["-n", &ns, "logs", "demo"], None)
+            ),
+            _ => None,
+        }
+    })
+    .await;
+    for keyword in ["saham", "reksadana", "sukuk"] {
+        assert!(
+            demo_log.contains(keyword),
+            "the demo report names {keyword}: {demo_log}"
+        );
+    }
+
+    // 2. A pipeline, its token in a Secret, applied with kubectl.
+    env.kubectl(
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "x-api",
+            &format!("--from-literal=bearerToken={TOKEN}"),
+        ],
+        None,
+    );
+    let manifest = pipeline_yaml(
+        pipeline,
+        &fake_x.url_via(&env.node_ip),
+        &topic,
+        &bucket,
+        &dataset,
+        &index,
+    );
+    env.kubectl(&["-n", &ns, "apply", "-f", "-"], Some(&manifest));
+
+    // 3. Real producer and consumer pods under the restricted profile; tweets reach Kafka.
+    for component in ["producer", "consumer"] {
+        let name = format!("{pipeline}-{component}");
+        let deployment = eventually(&format!("{name} to be available"), 240, || {
+            deployment_available(&client, &ns, &name)
+        })
+        .await;
+        assert_eq!(
+            container_image(&deployment),
+            format!("{worker_repo}@{}", env.worker_digest)
+        );
+    }
+    let bootstrap = service_env("CILVEST_KAFKA_BOOTSTRAP", "kafka");
+    eventually("the producer to publish yesterday's posts", 120, || async {
+        (topic_records(&bootstrap, &topic).await.len() >= YESTERDAYS).then_some(())
+    })
+    .await;
+
+    // 4. Faults on real pods, mid-stream: new posts arrive, the consumer is force-deleted before its batch lands
+    //    (it flushes every 60 s), then the operator; nothing may be lost or landed twice.
+    let todays: BTreeSet<u64> = fake_x.add_tweets(TODAYS).into_iter().collect();
+    env.kubectl(
+        &[
+            "-n",
+            &ns,
+            "delete",
+            "pod",
+            "-l",
+            "app.kubernetes.io/component=consumer",
+            "--force",
+            "--grace-period=0",
+        ],
+        None,
+    );
+    env.kubectl(
+        &[
+            "-n",
+            &release_ns,
+            "delete",
+            "pod",
+            "-l",
+            operator_selector,
+            "--force",
+            "--grace-period=0",
+        ],
+        None,
+    );
+    let successor = eventually("a new operator pod to take the Lease", 180, || async {
+        let pod = running_pod(&client, &release_ns, operator_selector).await?;
+        let name = pod.metadata.name?;
+        (name != operator_name && lease_holder(&client, &release_ns).await.as_deref() == Some(name.as_str()))
+            .then_some(name)
+    })
+    .await;
+    tracing::info!(%successor, "the operator's replacement holds the Lease");
+
+    let lake = cilvest_workers::lake::open(
+        &format!("gs://{bucket}/lake"),
+        Some(&service_env("CILVEST_GCS_URL", "gcs")),
+    )
+    .expect("open the lake");
+    let every_id: BTreeSet<u64> = expected_yesterday.union(&todays).copied().collect();
+    let landed = eventually("every post to land in the lake", 300, || async {
+        let ids = raw_ids(lake.as_ref()).await;
+        every_id.iter().all(|id| ids.contains_key(id)).then_some(ids)
+    })
+    .await;
+    let twice: Vec<_> = landed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "landed more than once: {twice:?}");
+    let strangers: Vec<_> = landed.keys().filter(|id| !every_id.contains(id)).collect();
+    assert!(
+        strangers.is_empty(),
+        "in the lake but never served as a match: {strangers:?}"
+    );
+
+    // 5. The daily job, started as a user would; its real termination message becomes status.lastRun.
+    env.kubectl(
+        &[
+            "-n",
+            &ns,
+            "create",
+            "job",
+            "--from",
+            &format!("cronjob/{pipeline}-daily"),
+            "daily-now",
+        ],
+        None,
+    );
+    let last_run = eventually("status.lastRun for yesterday", 300, || async {
+        let cvp: Value =
+            serde_json::from_str(&env.kubectl(&["-n", &ns, "get", "cvp", pipeline, "-o", "json"], None)).ok()?;
+        let run = cvp["status"]["lastRun"].clone();
+        (run["date"] == yesterday.to_string()).then_some(run)
+    })
+    .await;
+    assert_eq!(last_run["result"], "Succeeded", "{last_run}");
+    assert_eq!(last_run["tweetsKept"], json!(YESTERDAYS), "{last_run}");
+    assert_eq!(bigquery_count(&dataset, yesterday).await, YESTERDAYS as i64);
+    assert_eq!(search_count(&index).await, YESTERDAYS as u64);
+    let table = env.kubectl(&["-n", &ns, "get", "cvp", pipeline], None);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.split_whitespace().any(|cell| cell == "True")),
+        "kubectl get cvp shows Ready: {table}"
+    );
+
+    // 6. helm upgrade to another tag: the operator rolls, and passes the new worker image on.
+    env.helm(&[
+        "upgrade",
+        release,
+        CHART,
+        "--namespace",
+        &release_ns,
+        "--reuse-values",
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        "image.digest=",
+        "--set",
+        &format!("image.tag={}", env.upgrade_tag),
+        "--set",
+        "workerImage.digest=",
+        "--set",
+        &format!("workerImage.tag={}", env.upgrade_tag),
+    ]);
+    // The chart names the Deployment after the release.
+    let operator_deployment = Api::<Deployment>::namespaced(client.clone(), &release_ns)
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={release}")))
+        .await
+        .expect("list the release's Deployments")
+        .items
+        .first()
+        .and_then(|d| d.metadata.name.clone())
+        .expect("the operator Deployment");
+    let operator = eventually("the upgraded operator", 180, || {
+        deployment_available(&client, &release_ns, &operator_deployment)
+    })
+    .await;
+    assert_eq!(
+        container_image(&operator),
+        format!("{operator_repo}:{}", env.upgrade_tag)
+    );
+    for component in ["producer", "consumer"] {
+        let name = format!("{pipeline}-{component}");
+        eventually(&format!("{name} on the new worker image"), 240, || async {
+            let deployment = deployment_available(&client, &ns, &name).await?;
+            (container_image(&deployment) == format!("{worker_repo}:{}", env.upgrade_tag)).then_some(())
+        })
+        .await;
+    }
+    let cron = Api::<CronJob>::namespaced(client.clone(), &ns)
+        .get(&format!("{pipeline}-daily"))
+        .await
+        .expect("cron job");
+    let cron_image = cron
+        .spec
+        .and_then(|s| s.job_template.spec)
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].image.clone());
+    assert_eq!(cron_image.flatten(), Some(format!("{worker_repo}:{}", env.upgrade_tag)));
+
+    // 7. Deleting the pipeline garbage-collects its children; uninstalling leaves no pods.
+    env.kubectl(
+        &["-n", &ns, "delete", "cvp", pipeline, "--wait=true", "--timeout=120s"],
+        None,
+    );
+    eventually("the pipeline's children to be collected", 180, || async {
+        let left = env.kubectl(
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployments,cronjobs,configmaps,pods",
+                "-l",
+                &format!("cilvest.io/pipeline={pipeline}"),
+                "-o",
+                "name",
+            ],
+            None,
+        );
+        left.trim().is_empty().then_some(())
+    })
+    .await;
+    env.helm(&[
+        "uninstall",
+        release,
+        "--namespace",
+        &release_ns,
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    eventually("no pods left in the release namespace", 120, || async {
+        env.kubectl(&["-n", &release_ns, "get", "pods", "-o", "name"], None)
+            .trim()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    for namespace in [&ns, &release_ns] {
+        env.kubectl(&["delete", "namespace", namespace, "--wait=false"], None);
+    }
+}
+
+async fn bigquery_count(dataset: &str, day: NaiveDate) -> i64 {
+    let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
+    let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
+    let warehouse = cilvest_workers::warehouse::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
+        .await
+        .expect("warehouse");
+    let sql = format!(
+        "SELECT COUNT(DISTINCT id) AS n FROM {} WHERE local_date = DATE '{day}'",
+        warehouse.table_sql(dataset, "tweets")
+    );
+    let rows = warehouse
+        .query("count the day's tweets", &sql)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows.first()
+        .and_then(|row| row.get("n"))
+        .and_then(|n| n.as_i64().or_else(|| n.as_str().and_then(|s| s.parse().ok())))
+        .expect("a count")
+}
+
+async fn search_count(index: &str) -> u64 {
+    let url = service_env("CILVEST_ES_URL", "search");
+    let found: Value = reqwest::Client::new()
+        .get(format!("{url}/{index}/_count"))
+        .send()
+        .await
+        .expect("count request")
+        .json()
+        .await
+        .expect("count json");
+    found["count"].as_u64().unwrap_or_else(|| panic!("no count in {found}"))
+}
