@@ -7,6 +7,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cron;
+pub mod rules;
 pub mod spec;
 pub mod usage;
 pub mod validate;

@@ -54,21 +54,32 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
                 ),
             );
         }
+        // The path the API server names for a repeated key of a list of type map.
         if !names.insert(keyword.name.as_str()) {
-            fail(&format!("{path}.name"), format!("duplicate keyword {:?}", keyword.name));
+            fail(&path, format!("duplicate keyword {:?}", keyword.name));
         }
         if keyword.terms.is_empty() {
             fail(&format!("{path}.terms"), "at least one term is required".into());
         }
+        let mut terms = HashSet::new();
         for (j, term) in keyword.terms.iter().enumerate() {
             let len = term.chars().count();
-            if !(2..=64).contains(&len) || term.trim() != term || term.chars().any(|c| c.is_control() || c == '"') {
+            if !(2..=64).contains(&len) || !term_pattern().is_match(term) {
                 fail(
                     &format!("{path}.terms[{j}]"),
                     format!(
-                        "{term:?} must be 2-64 characters with no surrounding spaces, quotes or control characters"
+                        "{term:?} must be 2-64 letters, digits or _ with inner spaces, ' . & or -, optionally after \
+                         one #, $ or @"
                     ),
                 );
+            } else if term == "OR" || term == "AND" {
+                fail(
+                    &format!("{path}.terms"),
+                    format!("{term:?} is an X query operator, not a term"),
+                );
+            }
+            if !terms.insert(term.as_str()) {
+                fail(&format!("{path}.terms[{j}]"), format!("duplicate term {term:?}"));
             }
         }
     }
@@ -96,7 +107,7 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
             &mut fail,
             "spec.source.x.backfill",
             backfill,
-            Duration::ZERO,
+            Duration::from_millis(1),
             Some(X_RECENT_WINDOW),
         );
     }
@@ -112,7 +123,7 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         );
     }
     let mut env_names = HashSet::new();
-    for env in &spec.workers.env {
+    for (i, env) in spec.workers.env.iter().enumerate() {
         if is_reserved_env(&env.name) {
             fail(
                 "spec.workers.env",
@@ -121,7 +132,7 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         }
         if !env_names.insert(env.name.as_str()) {
             fail(
-                "spec.workers.env",
+                &format!("spec.workers.env[{i}]"),
                 format!("duplicate environment variable {:?}", env.name),
             );
         }
@@ -261,11 +272,8 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
         }
     }
 
-    if spec.schedule.daily.split_whitespace().count() != 5 {
-        fail(
-            "spec.schedule.daily",
-            format!("{:?} must be a cron expression of 5 fields", spec.schedule.daily),
-        );
+    if let Err(message) = crate::cron::check(&spec.schedule.daily) {
+        fail("spec.schedule.daily", message);
     }
     if spec.schedule.time_zone.parse::<chrono_tz::Tz>().is_err() {
         fail(
@@ -458,36 +466,46 @@ pub fn canonical_language(code: &str) -> String {
     if code == "in" { INDONESIAN.to_owned() } else { code }
 }
 
-/// Parse `60s`, `5m`, `1h30m`, `7d`, `250ms`.
+/// Parse a duration of [`crate::rules::DURATION_PATTERN`]: units in the order d, h, m, s, ms, each at most once
+/// and with at most 5 (days) or 6 digits, such as `60s`, `5m`, `1h30m`, `7d`, `1d12h`, `250ms`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
+    // (unit, milliseconds, most digits), in the order they may appear.
+    const UNITS: [(&str, u64, usize); 5] = [
+        ("d", 86_400_000, 5),
+        ("h", 3_600_000, 6),
+        ("m", 60_000, 6),
+        ("s", 1_000, 6),
+        ("ms", 1, 6),
+    ];
     let mut rest = text;
+    let mut millis = 0u64;
+    let mut next = 0;
     if rest.is_empty() {
         return None;
     }
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
         let value: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (Duration::from_millis(1), 2)
-        } else {
-            let unit = match rest.chars().next()? {
-                's' => Duration::from_secs(1),
-                'm' => Duration::from_secs(60),
-                'h' => Duration::from_secs(3600),
-                'd' => Duration::from_secs(86_400),
-                _ => return None,
-            };
-            (unit, 1)
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(value).ok()?)?)?;
-        rest = &rest[len..];
+        let (index, (unit, unit_ms, max_digits)) = UNITS
+            .iter()
+            .enumerate()
+            .skip(next)
+            .find(|(_, (unit, _, _))| rest.starts_with(unit) && !(*unit == "m" && rest.starts_with("ms")))?;
+        if digits == 0 || digits > *max_digits {
+            return None;
+        }
+        millis += value * unit_ms;
+        rest = &rest[unit.len()..];
+        next = index + 1;
     }
-    Some(total)
+    Some(Duration::from_millis(millis))
+}
+
+/// The keyword-term pattern of the CRD, compiled once.
+fn term_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| regex::Regex::new(crate::rules::TERM_PATTERN).expect("the constant term pattern compiles"))
 }
 
 /// Split `gs://bucket/prefix` into bucket and prefix (without slashes at either end).
@@ -505,17 +523,14 @@ pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
 
 fn check_duration(fail: &mut impl FnMut(&str, String), path: &str, text: &str, min: Duration, max: Option<Duration>) {
     match parse_duration(text) {
-        None => fail(path, format!("{text:?} is not a duration such as 60s, 5m, 1h or 7d")),
-        Some(d) if d < min => fail(
+        None => fail(
             path,
-            format!("{text:?} is shorter than the minimum of {}s", min.as_secs()),
+            format!("{text:?} is not a duration such as 60s, 5m, 1h30m or 7d (units d, h, m, s, ms in that order)"),
         ),
+        Some(d) if d < min => fail(path, format!("{text:?} is shorter than the minimum of {min:?}")),
         Some(d) if max.is_some_and(|max| d > max) => fail(
             path,
-            format!(
-                "{text:?} is longer than the maximum of {}s",
-                max.map_or(0, |m| m.as_secs())
-            ),
+            format!("{text:?} is longer than the maximum of {:?}", max.unwrap_or_default()),
         ),
         Some(_) => {}
     }

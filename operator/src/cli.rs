@@ -1,4 +1,4 @@
-//! The `cilvest-operator` command line: `run` (the controller), `crd`, `render` and `cost` (offline).
+//! The `cilvest-operator` command line: `run` (the controller), `crd`, `validate`, `render` and `cost` (offline).
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -40,6 +40,17 @@ enum Command {
     Run(RunArgs),
     /// Print the CilvestPipeline CustomResourceDefinition as YAML.
     Crd,
+    /// Check CilvestPipeline files as the API server would admit them (the CRD's schema, strict about unknown
+    /// fields, its CEL rules, and the operator's own checks). Exit code 0 when every document is valid, 1 when one
+    /// is not; one line per problem, `path: message`. For CI and pre-commit hooks before `kubectl apply` or a merge.
+    Validate {
+        /// CilvestPipeline YAML files; each may hold several documents.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// `text` (one line per problem) or `json` (a report per document).
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: crate::lint::Output,
+    },
     /// Print every child manifest the operator would apply for a pipeline file, without a cluster.
     Render {
         /// A CilvestPipeline YAML file.
@@ -106,6 +117,8 @@ enum CliError {
     },
     #[error("failed to parse {path} as a CilvestPipeline: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path} is not a valid CilvestPipeline:\n{problems}")]
+    Lint { path: PathBuf, problems: String },
     #[error("{0}")]
     Invalid(#[from] cilvest_crds::InvalidSpec),
     #[error("failed to render YAML: {0}")]
@@ -135,6 +148,7 @@ impl Args {
             Command::Crd => cilvest_crds::crd_yaml()
                 .map(|yaml| print!("{yaml}"))
                 .map_err(CliError::from),
+            Command::Validate { files, output } => return crate::lint::run(&files, output),
             Command::Render { file, namespace, build } => {
                 render(&file, &namespace, &build).map(|yaml| print!("{yaml}"))
             }
@@ -179,7 +193,23 @@ fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<CilvestPipeline, Cli
         path: file.clone(),
         source,
     })?;
-    let mut pipeline: CilvestPipeline = serde_saphyr::from_str(&text).map_err(|e| CliError::Parse {
+    let document: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| CliError::Parse {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    // What the API server would refuse is refused here too, before anything is rendered or priced.
+    let problems = crate::lint::Linter::get().check(&document);
+    if !problems.is_empty() {
+        return Err(CliError::Lint {
+            path: file.clone(),
+            problems: problems
+                .iter()
+                .map(|p| format!("  {}: {}", p.path, p.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
+    }
+    let mut pipeline: CilvestPipeline = serde_json::from_value(document).map_err(|e| CliError::Parse {
         path: file.clone(),
         message: e.to_string(),
     })?;

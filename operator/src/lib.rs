@@ -18,6 +18,7 @@ pub mod cli;
 pub mod controller;
 pub mod cost;
 pub mod leader;
+pub mod lint;
 pub mod status;
 pub mod telemetry;
 pub mod x_usage;

@@ -12,9 +12,6 @@ BQ_GRPC_PORT=9060
 BQ_PROJECT=cilvest-test
 
 bq_dir() { echo "$CILVEST_RUN/bigquery"; }
-# Where load jobs find gs://BUCKET/PATH; the GCS emulator mirrors its objects here (gcs.sh). Kept outside
-# bq_dir so that restarting either emulator leaves the other's view alone.
-bq_gcs_root() { echo "$CILVEST_RUN/gcs-mirror"; }
 
 # bqemulator runs `INSTALL spatial` (mandatory) and `INSTALL avro` at start. Offline those succeed only
 # when the extension files are already in DuckDB's extension directory, so copy them there from the

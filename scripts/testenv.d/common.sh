@@ -96,6 +96,11 @@ py_venv_install() {
   ) 9>"$CILVEST_CACHE/venv.lock"
 }
 
+# bq_gcs_root: where the BigQuery emulator's load jobs find gs://BUCKET/PATH, and where the GCS emulator mirrors its
+# objects (gcs.sh, bigquery.sh). Here, not in either service's file, because each may run without the other (e.g.
+# `bash scripts/testenv.d/gcs.sh restart`), and outside both run dirs so that restarting one leaves the other's view.
+bq_gcs_root() { echo "$CILVEST_RUN/gcs-mirror"; }
+
 # node_ip: the machine's primary IPv4 address (the source address of its default route). Pods on the real node
 # reach the host's services there, and the kubelet registers it as the node's InternalIP.
 node_ip() {
