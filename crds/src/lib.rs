@@ -8,14 +8,19 @@
 #![forbid(unsafe_code)]
 
 pub mod cron;
+pub mod pipeline;
+pub mod query;
 pub mod rules;
 pub mod spec;
 pub mod usage;
 pub mod validate;
+pub mod values;
 pub mod worker_config;
 
+pub use pipeline::Pipeline;
+pub use query::x_query;
 pub use spec::*;
-pub use validate::{InvalidSpec, validate, x_query};
+pub use validate::{InvalidSpec, validate};
 pub use worker_config::WorkerConfig;
 
 use kube::CustomResourceExt;

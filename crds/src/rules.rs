@@ -1,6 +1,6 @@
 //! The CEL rules of the CRD that are more than one line: durations with bounds and the daily cron schedule.
 //! The API server evaluates them at admission, `cilvest-operator validate` evaluates the same rules client-side, and
-//! `validate.rs` holds the Rust side of each (`parse_duration`, `cron`), which the tests keep in agreement.
+//! `values.rs` and `cron.rs` hold the Rust side of each (`parse_duration`, `cron::check`), which the tests keep in agreement.
 
 use kube::core::{Message, Rule};
 

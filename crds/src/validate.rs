@@ -3,13 +3,11 @@
 
 use std::{collections::HashSet, fmt, time::Duration};
 
-use crate::spec::{Bus, CilvestPipelineSpec, Engine, INDONESIAN, Keyword, ReadBudget};
-
-/// X recent search rejects queries longer than this many characters (self-serve access levels).
-pub const X_QUERY_LIMIT: usize = 512;
-
-/// Recent search only reaches this far back.
-pub const X_RECENT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+use crate::{
+    query::{QueryTooLong, X_QUERY_LIMIT, X_RECENT_WINDOW, render_query},
+    spec::{Bus, CilvestPipelineSpec, Engine},
+    values::{budget_posts, parse_duration, parse_lake_uri, parse_usd},
+};
 
 /// One problem in a spec, with the path of the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,152 +371,10 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
     }
 }
 
-/// A non-negative decimal amount such as `0.005` or `50`; `None` for anything else.
-pub fn parse_usd(text: &str) -> Option<f64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(fraction) {
-        return None;
-    }
-    text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
-}
-
-/// The budget in posts: as given, or the dollars divided by the price per read (rounded down). `None` when it
-/// cannot be computed (a malformed amount or a zero price).
-pub fn budget_posts(budget: &ReadBudget, price_per_read_usd: &str) -> Option<u64> {
-    match (budget.posts, &budget.usd) {
-        (Some(posts), _) => u64::try_from(posts).ok(),
-        (None, Some(usd)) => {
-            let usd = parse_usd(usd)?;
-            let price = parse_usd(price_per_read_usd).filter(|p| *p > 0.0)?;
-            // A hair of tolerance so that 50 / 0.005 is 10000, not 9999.
-            Some((usd / price + 1e-9).floor() as u64)
-        }
-        (None, None) => None,
-    }
-}
-
-/// The query is longer than X accepts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the X search query built from the keywords' terms is {length} characters, over X's limit of {X_QUERY_LIMIT}: use fewer or shorter terms"
-)]
-pub struct QueryTooLong {
-    pub length: usize,
-}
-
-/// The X recent-search query for the terms of every keyword whose posts are read (mode `posts` or `both`), e.g.
-/// `(saham OR reksadana OR "reksa dana" OR sukuk) lang:id -is:retweet`. Repeated terms appear once.
-pub fn x_query(spec: &CilvestPipelineSpec) -> Result<String, QueryTooLong> {
-    let query = render_query_for(spec, spec.keywords.iter().filter(|k| k.mode.reads_posts()), true);
-    let length = query.chars().count();
-    if length > X_QUERY_LIMIT {
-        Err(QueryTooLong { length })
-    } else {
-        Ok(query)
-    }
-}
-
-/// The X counts query of one keyword: its terms with the pipeline's language and retweet operators, so that
-/// a counted volume means the same as a read one.
-pub fn x_keyword_query(spec: &CilvestPipelineSpec, keyword: &Keyword) -> Result<String, QueryTooLong> {
-    let query = render_query_for(spec, std::iter::once(keyword), true);
-    let length = query.chars().count();
-    if length > X_QUERY_LIMIT {
-        Err(QueryTooLong { length })
-    } else {
-        Ok(query)
-    }
-}
-
-/// Without `dedup` this is the worst case the CRD's CEL rule measures, so both reject the same specs.
-fn render_query(spec: &CilvestPipelineSpec, dedup: bool) -> String {
-    render_query_for(spec, spec.keywords.iter(), dedup)
-}
-
-fn render_query_for<'a>(
-    spec: &CilvestPipelineSpec,
-    keywords: impl Iterator<Item = &'a Keyword>,
-    dedup: bool,
-) -> String {
-    let mut seen = HashSet::new();
-    let terms: Vec<String> = keywords
-        .flat_map(|k| k.terms.iter())
-        .filter(|term| !dedup || seen.insert(term.to_lowercase()))
-        .map(|term| {
-            if term.contains(' ') {
-                format!("\"{term}\"")
-            } else {
-                term.clone()
-            }
-        })
-        .collect();
-    let mut query = format!("({}) lang:{}", terms.join(" OR "), canonical_language(&spec.language));
-    if spec.drop_retweets {
-        query.push_str(" -is:retweet");
-    }
-    query
-}
-
-/// The language code X's query operator accepts: the legacy `in` becomes `id`.
-pub fn canonical_language(code: &str) -> String {
-    let code = code.to_ascii_lowercase();
-    if code == "in" { INDONESIAN.to_owned() } else { code }
-}
-
-/// Parse a duration of [`crate::rules::DURATION_PATTERN`]: units in the order d, h, m, s, ms, each at most once
-/// and with at most 5 (days) or 6 digits, such as `60s`, `5m`, `1h30m`, `7d`, `1d12h`, `250ms`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    // (unit, milliseconds, most digits), in the order they may appear.
-    const UNITS: [(&str, u64, usize); 5] = [
-        ("d", 86_400_000, 5),
-        ("h", 3_600_000, 6),
-        ("m", 60_000, 6),
-        ("s", 1_000, 6),
-        ("ms", 1, 6),
-    ];
-    let mut rest = text;
-    let mut millis = 0u64;
-    let mut next = 0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let value: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (index, (unit, unit_ms, max_digits)) = UNITS
-            .iter()
-            .enumerate()
-            .skip(next)
-            .find(|(_, (unit, _, _))| rest.starts_with(unit) && !(*unit == "m" && rest.starts_with("ms")))?;
-        if digits == 0 || digits > *max_digits {
-            return None;
-        }
-        millis += value * unit_ms;
-        rest = &rest[unit.len()..];
-        next = index + 1;
-    }
-    Some(Duration::from_millis(millis))
-}
-
 /// The keyword-term pattern of the CRD, compiled once.
 fn term_pattern() -> &'static regex::Regex {
     static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     PATTERN.get_or_init(|| regex::Regex::new(crate::rules::TERM_PATTERN).expect("the constant term pattern compiles"))
-}
-
-/// Split `gs://bucket/prefix` into bucket and prefix (without slashes at either end).
-pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
-    let rest = uri.strip_prefix("gs://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let valid_bucket = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-    valid_bucket.then_some((bucket, prefix.trim_matches('/')))
 }
 
 fn check_duration(fail: &mut impl FnMut(&str, String), path: &str, text: &str, min: Duration, max: Option<Duration>) {

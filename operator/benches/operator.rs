@@ -29,7 +29,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use cilvest_crds::CilvestPipeline;
-use cilvest_operator::build::{MANAGER, PIPELINE_LABEL};
+use cilvest_operator::meta::{MANAGER, PIPELINE_LABEL};
 use common::{
     ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace,
 };

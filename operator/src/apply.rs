@@ -1,5 +1,5 @@
-//! Applying children: the one server-side-apply helper, the live-state listing it compares against, and the
-//! deletion of labelled orphans.
+//! Applying children: the one server-side-apply helper, the live-state listing it compares against (restoring
+//! drift, see `drift`), and the deletion of labelled orphans.
 
 use std::{collections::BTreeMap, fmt::Debug};
 
@@ -18,7 +18,11 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::build::{HASH_ANNOTATION, MANAGER, Resources, children_selector};
+use crate::{
+    build::Resources,
+    drift,
+    meta::{HASH_ANNOTATION, MANAGER, children_selector},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -46,10 +50,10 @@ pub enum ApplyError {
     MissingCrd { kind: String, api_version: String },
 }
 
-/// The children that exist now, by kind and name, with the hash of what was last applied to each.
+/// The children that exist now, by kind and name, as JSON (for drift) with the hash of what was last applied.
 #[derive(Debug, Default)]
 pub struct LiveChildren {
-    hashes: BTreeMap<(String, String), Option<String>>,
+    children: BTreeMap<(String, String), serde_json::Value>,
     /// Live external objects, kept whole for status (KafkaTopic readiness, Elasticsearch health).
     pub objects: BTreeMap<(String, String), DynamicObject>,
     pub deployments: Vec<Deployment>,
@@ -58,10 +62,21 @@ pub struct LiveChildren {
 }
 
 /// How many writes one pass made; zero for an unchanged pipeline.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Writes {
     pub applied: usize,
     pub deleted: usize,
+    /// Children that had drifted from what the operator last applied and were put back.
+    pub restored: Vec<Restored>,
+}
+
+/// One child put back, and the first field that had drifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub field: String,
 }
 
 /// Which external kinds this cluster serves; a kind that is absent is reported, not retried in a tight loop.
@@ -103,8 +118,8 @@ pub async fn list_children(
                 served.push(true);
                 for object in list.items {
                     let key = (resource.kind.clone(), object.name_any());
-                    live.hashes
-                        .insert(key.clone(), object.annotations().get(HASH_ANNOTATION).cloned());
+                    live.children
+                        .insert(key.clone(), serde_json::to_value(&object).unwrap_or_default());
                     live.objects.insert(key, object);
                 }
             }
@@ -121,12 +136,20 @@ pub async fn list_children(
 }
 
 impl LiveChildren {
-    fn record<K: Resource<DynamicType = ()>>(&mut self, objects: Vec<K>) {
+    fn record<K: Resource<DynamicType = ()> + Serialize>(&mut self, objects: Vec<K>) {
         for object in objects {
             let key = (K::kind(&()).into_owned(), object.name_any());
-            self.hashes
-                .insert(key, object.annotations().get(HASH_ANNOTATION).cloned());
+            self.children
+                .insert(key, serde_json::to_value(&object).unwrap_or_default());
         }
+    }
+
+    fn hash(&self, key: &(String, String)) -> Option<&str> {
+        self.children
+            .get(key)?
+            .pointer("/metadata/annotations")?
+            .get(HASH_ANNOTATION)?
+            .as_str()
     }
 }
 
@@ -177,7 +200,7 @@ pub async fn apply_all(
         pass.typed(account).await?;
     }
     // The producer's usage ConfigMap and its right to write it, before the producer that needs them.
-    let crate::x_usage::UsageChildren {
+    let crate::build::x_usage::UsageChildren {
         config_map: usage_map,
         role: usage_role,
         role_binding: usage_binding,
@@ -234,28 +257,49 @@ impl Pass<'_> {
         self.apply(&api, types.kind, object).await
     }
 
+    /// Write `object` when what the operator wants changed (its hash) or the live child drifted from it; leave a
+    /// child labelled `cilvest.io/paused=true` alone. An unchanged, undrifted child costs no write.
     async fn apply<K>(&mut self, api: &Api<K>, kind: String, object: K) -> Result<(), ApplyError>
     where
         K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     {
         let name = object.name_any();
-        self.desired.push((kind.clone(), name.clone()));
-        if apply(
-            api,
-            object,
-            self.live.hashes.get(&(kind.clone(), name.clone())).cloned().flatten(),
-        )
-        .await
-        .map_err(|source| ApplyError::Apply { kind, name, source })?
-        {
-            self.writes.applied += 1;
+        let key = (kind.clone(), name.clone());
+        self.desired.push(key.clone());
+        let live = self.live.children.get(&key);
+        if live.is_some_and(drift::paused) {
+            return Ok(());
+        }
+        let hash = fingerprint(&object);
+        let desired = serde_json::to_value(&object).unwrap_or_default();
+        let unchanged = self.live.hash(&key) == Some(hash.as_str());
+        let drifted = match live {
+            Some(live) if unchanged => drift::first_difference(&desired, live),
+            _ => None,
+        };
+        if unchanged && drifted.is_none() {
+            return Ok(());
+        }
+        apply(api, object, hash).await.map_err(|source| ApplyError::Apply {
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        self.writes.applied += 1;
+        if let Some(field) = drifted {
+            self.writes.restored.push(Restored {
+                api_version: desired["apiVersion"].as_str().unwrap_or_default().to_owned(),
+                kind,
+                name,
+                field,
+            });
         }
         Ok(())
     }
 
     async fn delete_orphans(&mut self) -> Result<(), ApplyError> {
-        for (kind, name) in self.live.hashes.keys() {
-            if self.desired.iter().any(|(k, n)| k == kind && n == name) {
+        for ((kind, name), live) in &self.live.children {
+            if self.desired.iter().any(|(k, n)| k == kind && n == name) || drift::paused(live) {
                 continue;
             }
             let result = match kind.as_str() {
@@ -303,16 +347,12 @@ where
         .map(|_| ())
 }
 
-/// The one write path: server-side apply as `cilvest-operator`, forced, unless the live object already carries
-/// the hash of exactly this desired state. Returns whether it wrote.
-pub async fn apply<K>(api: &Api<K>, mut object: K, live_hash: Option<String>) -> Result<bool, kube::Error>
+/// The one write path: server-side apply as `cilvest-operator`, forced, with `hash` (the object's
+/// [`fingerprint`]) as the applied-hash annotation, so that the next pass can tell a changed desired state.
+pub async fn apply<K>(api: &Api<K>, mut object: K, hash: String) -> Result<(), kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let hash = fingerprint(&object);
-    if live_hash.as_deref() == Some(hash.as_str()) {
-        return Ok(false);
-    }
     object
         .meta_mut()
         .annotations
@@ -321,7 +361,7 @@ where
     let name = object.name_any();
     api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
         .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// A stable 64-bit FNV-1a hash of the object's JSON. Stable across builds, unlike `DefaultHasher`, so an operator

@@ -13,7 +13,7 @@ use kube::{
 };
 use tracing::info;
 
-use cilvest_crds::{CilvestPipeline, validate};
+use cilvest_crds::{CilvestPipeline, Pipeline};
 
 use crate::{
     apply,
@@ -175,7 +175,7 @@ impl Args {
 }
 
 fn cost_estimate(file: &PathBuf, namespace: &str, args: &crate::cost::CostArgs) -> Result<String, CliError> {
-    let pipeline = read_pipeline(file, namespace)?;
+    let (pipeline, _) = read_pipeline(file, namespace)?;
     let mut prices = crate::cost::Prices::embedded()?;
     if let Some(path) = &args.prices {
         let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
@@ -188,7 +188,7 @@ fn cost_estimate(file: &PathBuf, namespace: &str, args: &crate::cost::CostArgs) 
 }
 
 /// A pipeline file, in `namespace` unless it names one, validated.
-fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<CilvestPipeline, CliError> {
+fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<(CilvestPipeline, Pipeline), CliError> {
     let text = std::fs::read_to_string(file).map_err(|source| CliError::Read {
         path: file.clone(),
         source,
@@ -216,12 +216,12 @@ fn read_pipeline(file: &PathBuf, namespace: &str) -> Result<CilvestPipeline, Cli
     if pipeline.metadata.namespace.is_none() {
         pipeline.metadata.namespace = Some(namespace.to_owned());
     }
-    validate(&pipeline.spec, None)?;
-    Ok(pipeline)
+    let parsed = Pipeline::new(&pipeline.spec)?;
+    Ok((pipeline, parsed))
 }
 
 fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, CliError> {
-    let pipeline = read_pipeline(file, namespace)?;
+    let (pipeline, parsed) = read_pipeline(file, namespace)?;
     let build::Resources {
         config,
         service_accounts,
@@ -234,6 +234,7 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
         x_usage,
     } = build::build(
         &pipeline,
+        &parsed,
         &BuildOptions {
             worker_image: args.worker_image.clone(),
         },
@@ -267,7 +268,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = CilvestPipeline::crd();
     if args.install_crd {
-        apply::apply(&crds, crd.clone(), None)
+        apply::apply(&crds, crd.clone(), apply::fingerprint(&crd))
             .await
             .map_err(CliError::InstallCrd)?;
         info!("applied the CilvestPipeline CRD");

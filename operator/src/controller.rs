@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::{CronJob, Job},
-    core::v1::{ConfigMap, Pod, Secret},
+    core::v1::{ConfigMap, ObjectReference, Pod, Secret},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -27,11 +27,12 @@ use kube::{
 };
 use tracing::{info, instrument, warn};
 
-use cilvest_crds::{CilvestPipeline, CilvestPipelineStatus, Engine, validate};
+use cilvest_crds::{CilvestPipeline, CilvestPipelineStatus, Engine, Pipeline};
 
 use crate::{
     apply::{self, ApplyError, ExternalApis, Writes},
-    build::{self, BuildOptions, MANAGER, PIPELINE_LABEL},
+    build::{self, BuildOptions},
+    meta::{self, MANAGER, PIPELINE_LABEL},
     status::{self, Problem},
     telemetry::Metrics,
 };
@@ -171,9 +172,9 @@ pub async fn run(
         }
     };
     let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    let topic = build::kafka_topic_resource(cilvest_crds::StrimziTopicVersion::V1);
-    let es = build::elasticsearch_resource();
-    let kibana = build::kibana_resource();
+    let topic = meta::kafka_topic_resource(cilvest_crds::StrimziTopicVersion::V1);
+    let es = meta::elasticsearch_resource();
+    let kibana = meta::kibana_resource();
     let pipelines: Api<DeserializeGuard<CilvestPipeline>> = scoped(&client, namespace.as_deref());
     let metrics = ctx.metrics.clone();
     Controller::new(pipelines, watcher::Config::default())
@@ -279,15 +280,18 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
         set_finalizer(pipeline, ctx, wants_finalizer).await?;
     }
 
-    if let Err(invalid) = validate(&pipeline.spec, None) {
-        let problem = Problem {
-            reason: "InvalidSpec".to_owned(),
-            message: invalid.to_string(),
-        };
-        publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None, None).await?;
-        // Nothing will change until the spec does.
-        return Ok(Action::await_change());
-    }
+    let parsed = match Pipeline::new(&pipeline.spec) {
+        Ok(parsed) => parsed,
+        Err(invalid) => {
+            let problem = Problem {
+                reason: "InvalidSpec".to_owned(),
+                message: invalid.to_string(),
+            };
+            publish_status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None, None).await?;
+            // Nothing will change until the spec does.
+            return Ok(Action::await_change());
+        }
+    };
 
     let secret = &pipeline.spec.source.x.bearer_token_secret_ref;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -308,9 +312,9 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
 
     let topic_version = pipeline.spec.kafka.topic_api_version;
     let externals = [
-        (build::kafka_topic_resource(topic_version), true),
-        (build::elasticsearch_resource(), true),
-        (build::kibana_resource(), true),
+        (meta::kafka_topic_resource(topic_version), true),
+        (meta::elasticsearch_resource(), true),
+        (meta::kibana_resource(), true),
     ];
     let (live, served) = apply::list_children(&ctx.client, &namespace, &name, &externals).await?;
     let served = ExternalApis {
@@ -319,7 +323,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
         kibana: served.get(2).copied().unwrap_or(false),
     };
 
-    let resources = build::build(pipeline, &ctx.options);
+    let resources = build::build(pipeline, &parsed, &ctx.options);
     let wants_search = resources.elasticsearch.is_some();
     let (writes, problem) = match apply::apply_all(&ctx.client, &namespace, resources, &live, served).await {
         Ok(writes) => (writes, problem),
@@ -338,6 +342,22 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context) -> Result
         }
         Err(err) => return Err(err.into()),
     };
+    for restored in &writes.restored {
+        let note = format!(
+            "restored {} {}: {} had drifted",
+            restored.kind, restored.name, restored.field
+        );
+        info!(%note, "restored a drifted child");
+        // The child as the Event's related object: one Event per child, rather than one series for them all.
+        let child = ObjectReference {
+            api_version: Some(restored.api_version.clone()),
+            kind: Some(restored.kind.clone()),
+            name: Some(restored.name.clone()),
+            namespace: Some(namespace.clone()),
+            ..ObjectReference::default()
+        };
+        event_about(ctx, pipeline, EventType::Warning, "DriftRestored", &note, Some(child)).await;
+    }
     if writes.applied + writes.deleted > 0 {
         info!(applied = writes.applied, deleted = writes.deleted, "children updated");
         event(
@@ -502,7 +522,8 @@ async fn clean_up_dataproc(pipeline: &CilvestPipeline, ctx: &Context) -> Result<
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
     let job_name = build::dataproc_cleanup_name(&name);
     let Some(live) = jobs.get_opt(&job_name).await.map_err(err)? else {
-        apply::apply(&jobs, job, None).await.map_err(err)?;
+        let hash = apply::fingerprint(&job);
+        apply::apply(&jobs, job, hash).await.map_err(err)?;
         event(
             ctx,
             pipeline,
@@ -543,7 +564,7 @@ async fn daily_last_run(
     pipeline: &str,
 ) -> Result<Option<cilvest_crds::DailyRun>, Error> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = kube::api::ListParams::default().labels(&build::children_selector(pipeline));
+    let params = kube::api::ListParams::default().labels(&meta::children_selector(pipeline));
     let jobs = jobs
         .list(&params)
         .await
@@ -562,12 +583,23 @@ async fn daily_last_run(
 }
 
 async fn event(ctx: &Context, pipeline: &CilvestPipeline, type_: EventType, reason: &str, note: &str) {
+    event_about(ctx, pipeline, type_, reason, note, None).await;
+}
+
+async fn event_about(
+    ctx: &Context,
+    pipeline: &CilvestPipeline,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    related: Option<ObjectReference>,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note.chars().take(1000).collect()),
         action: "Reconcile".to_owned(),
-        secondary: None,
+        secondary: related,
     };
     // Events are best effort: failing to record one must not fail the reconcile.
     if let Err(err) = ctx.recorder.publish(&event, &pipeline.object_ref(&())).await {

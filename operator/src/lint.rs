@@ -180,14 +180,14 @@ fn header_problems(document: &Value) -> Vec<Problem> {
     problems
 }
 
-/// The rules of `cilvest_crds::validate` on the defaulted spec (as the operator sees it).
+/// The rules of `cilvest_crds::Pipeline::new` (every rule of `validate`) on the defaulted spec, as the operator sees it.
 fn rust_problems(object: &Value) -> Vec<Problem> {
     let spec = object.get("spec").cloned().unwrap_or(Value::Null);
     match serde_json::from_value::<CilvestPipelineSpec>(spec) {
         // Not the shape of a spec: the structural check has said where.
         Err(_) => Vec::new(),
-        Ok(spec) => match cilvest_crds::validate(&spec, None) {
-            Ok(()) => Vec::new(),
+        Ok(spec) => match cilvest_crds::Pipeline::new(&spec) {
+            Ok(_) => Vec::new(),
             Err(invalid) => invalid
                 .0
                 .into_iter()

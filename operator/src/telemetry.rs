@@ -1,20 +1,13 @@
-//! The operator's metrics and its `/livez`, `/readyz` and `/metrics` endpoint.
+//! The operator's metrics, served by the one health and metrics endpoint of `cilvest-telemetry`.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
-};
+use cilvest_telemetry::Telemetry;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram};
 
 type Labels = Vec<(String, String)>;
 
@@ -26,8 +19,7 @@ pub struct Metrics {
     pub duration: Histogram,
     phases: Family<Labels, Gauge>,
     phase_of: Arc<Mutex<HashMap<String, String>>>,
-    registry: Arc<Registry>,
-    ready: Arc<AtomicBool>,
+    telemetry: Telemetry,
 }
 
 impl Default for Metrics {
@@ -38,23 +30,24 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("cilvest_operator");
+        let telemetry = Telemetry::new("cilvest_operator");
         let reconciles = Counter::default();
         let errors = Family::<Labels, Counter>::default();
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let phases = Family::<Labels, Gauge>::default();
-        registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciles by category", errors.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
-        registry.register("pipelines", "Pipelines by phase", phases.clone());
+        telemetry.register(|registry| {
+            registry.register("reconciles", "Reconciles run", reconciles.clone());
+            registry.register("reconcile_errors", "Failed reconciles by category", errors.clone());
+            registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
+            registry.register("pipelines", "Pipelines by phase", phases.clone());
+        });
         Self {
             reconciles,
             errors,
             duration,
             phases,
             phase_of: Arc::default(),
-            registry: Arc::new(registry),
-            ready: Arc::default(),
+            telemetry,
         }
     }
 
@@ -87,44 +80,13 @@ impl Metrics {
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.telemetry.set_ready(ready);
     }
 
-    fn encode(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
-    }
-
-    /// Serve the endpoints on `addr` until the process ends.
+    /// Serve `/livez`, `/readyz` and `/metrics` on `addr` until the process ends.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
-        let app = Router::new()
-            .route("/livez", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
-            .with_state(self);
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        axum::serve(listener, app).await
+        self.telemetry.serve(addr).await
     }
-}
-
-async fn readyz(State(metrics): State<Metrics>) -> impl IntoResponse {
-    if metrics.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
-}
-
-async fn metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
-    (
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
 }
 
 #[cfg(test)]
@@ -139,14 +101,15 @@ mod tests {
         metrics.record_phase("b/other", "Degraded");
         assert!(
             metrics
+                .telemetry
                 .encode()
                 .contains(r#"cilvest_operator_pipelines{phase="Ready"} 2"#),
             "{}",
-            metrics.encode()
+            metrics.telemetry.encode()
         );
         metrics.forget("a/cilvest");
         metrics.record_phase("b/other", "Ready");
-        let text = metrics.encode();
+        let text = metrics.telemetry.encode();
         assert!(
             text.contains(r#"cilvest_operator_pipelines{phase="Ready"} 2"#),
             "{text}"

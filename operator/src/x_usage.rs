@@ -1,4 +1,5 @@
-//! The X usage path from the producer to the pipeline's status, built and read here (pure, no client).
+//! The X usage path from the producer to the pipeline's status: its objects are built in `build::x_usage`, and
+//! read back here into `status.xUsage` and the `XBudget` condition (pure, no client).
 //!
 //! ```text
 //!  operator ─applies─▶ ConfigMap <pipeline>-x-usage (metadata only)  +  Role get,patch on it  +  RoleBinding
@@ -10,84 +11,20 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::{
-        core::v1::{ConfigMap, EnvVar, PodSpec},
-        rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
-    },
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
-use kube::ResourceExt;
 
 use cilvest_crds::{
-    CilvestPipeline, CilvestPipelineSpec, XUsage,
-    usage::{USAGE_CONFIGMAP_ENV, UsageRecord, usage_configmap_name},
-    validate::{budget_posts, parse_usd},
+    CilvestPipelineSpec, XUsage,
+    usage::UsageRecord,
+    values::{budget_posts, parse_usd},
 };
-
-use crate::build::object_meta;
 
 /// The condition type.
 pub const CONDITION: &str = "XBudget";
 /// Share of the budget from which the producer slows down (the same rule as the producer's).
 const SLOW_FROM: f64 = 0.8;
-
-/// The objects of the usage path.
-#[derive(Clone, Debug)]
-pub struct UsageChildren {
-    pub config_map: ConfigMap,
-    pub role: Role,
-    pub role_binding: RoleBinding,
-}
-
-/// The usage ConfigMap (no `data`: the producer owns it), and the producer's right to read and patch it.
-pub fn build(pipeline: &CilvestPipeline) -> UsageChildren {
-    let name = pipeline.name_any();
-    let map_name = usage_configmap_name(&name);
-    let role_name = format!("{name}-producer-x-usage");
-    UsageChildren {
-        config_map: ConfigMap {
-            metadata: object_meta(pipeline, &map_name, "x-usage"),
-            ..ConfigMap::default()
-        },
-        role: Role {
-            metadata: object_meta(pipeline, &role_name, "x-usage"),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["configmaps".to_owned()]),
-                resource_names: Some(vec![map_name]),
-                verbs: vec!["get".to_owned(), "patch".to_owned()],
-                ..PolicyRule::default()
-            }]),
-        },
-        role_binding: RoleBinding {
-            metadata: object_meta(pipeline, &role_name, "x-usage"),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".to_owned(),
-                kind: "Role".to_owned(),
-                name: role_name.clone(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".to_owned(),
-                name: format!("{name}-producer"),
-                namespace: pipeline.namespace(),
-                ..Subject::default()
-            }]),
-        },
-    }
-}
-
-/// Give the producer's pod its token and the name of its usage ConfigMap.
-pub fn producer_pod(pipeline: &CilvestPipeline, pod: &mut PodSpec) {
-    pod.automount_service_account_token = Some(true);
-    if let Some(container) = pod.containers.first_mut() {
-        container.env.get_or_insert_with(Vec::new).push(EnvVar {
-            name: USAGE_CONFIGMAP_ENV.to_owned(),
-            value: Some(usage_configmap_name(&pipeline.name_any())),
-            ..EnvVar::default()
-        });
-    }
-}
 
 /// `status.xUsage` and the `XBudget` condition from the usage ConfigMap's `data` (none yet: no usage, no
 /// condition). The condition's transition time moves only when its status or reason changes.
@@ -164,7 +101,7 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cilvest_crds::ReadBudget;
+    use cilvest_crds::{CilvestPipeline, ReadBudget};
 
     fn spec(posts: Option<i64>) -> CilvestPipelineSpec {
         let pipeline: CilvestPipeline =
@@ -212,21 +149,5 @@ mod tests {
         }
         let (_, unlimited) = status(&spec(None), Some(&data(5_000_000)), &[], Some(1));
         assert_eq!(unlimited.expect("condition").reason, "WithinBudget");
-    }
-
-    #[test]
-    fn only_the_producer_may_read_and_patch_only_its_configmap() {
-        let mut pipeline: CilvestPipeline =
-            serde_saphyr::from_str(include_str!("../../examples/minimal.yaml")).expect("example");
-        pipeline.metadata.namespace = Some("ns".into());
-        let children = build(&pipeline);
-        assert!(children.config_map.data.is_none(), "the producer owns data");
-        let rules = children.role.rules.expect("rules");
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].resource_names, Some(vec!["minimal-x-usage".to_owned()]));
-        assert_eq!(rules[0].verbs, ["get", "patch"]);
-        let subjects = children.role_binding.subjects.expect("subjects");
-        assert_eq!(subjects[0].name, "minimal-producer");
-        assert_eq!(subjects[0].namespace.as_deref(), Some("ns"));
     }
 }

@@ -59,7 +59,7 @@ stop_bg() {
 # port_open PORT: true when something listens on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# The shared Python virtualenv for the Python-based services (bqemulator, osmem-server, pyspark),
+# The shared Python virtualenv for the Python-based services (bqemulator, pyspark),
 # keyed by a hash of testenv.d/requirements.txt: editing the pins builds a fresh venv beside the old.
 PY_REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/requirements.txt"
 py_venv() { echo "$CILVEST_CACHE/venv-$(sha256sum <"$PY_REQUIREMENTS" | cut -c1-16)"; }

@@ -13,7 +13,7 @@
 #
 # Objects live on disk under $CILVEST_RUN/gcs/data (they survive gcs_restart; `down` wipes them), and are mirrored
 # into the BigQuery emulator's gs:// root ($CILVEST_BQ_GCS_LOCAL_ROOT). Listens on every address (pods use the node IP).
-# Exported: CILVEST_GCS_URL (what the tests read) and CILVEST_GCS_ENDPOINT (what workers/src/lake.rs reads).
+# Exported: CILVEST_GCS_URL (what the tests read) and CILVEST_GCS_ENDPOINT (what workers/src/lake/mod.rs reads).
 
 GCS_PORT=4443
 GCS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/gcs"

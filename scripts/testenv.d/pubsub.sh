@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # pubsub: Google's Pub/Sub emulator (a Java server from the Google Cloud SDK that the machine image ships) on
 # 127.0.0.1:8085 (every address: pods reach it on the node IP), serving gRPC and the REST API (v1) that
-# workers/src/pubsub.rs speaks. Nothing is downloaded:
+# workers/src/bus/pubsub.rs speaks. Nothing is downloaded:
 # the emulator comes with the image, and a machine without it fails here with the path it looked at.
 # It ignores subscription filters and dead-letter policies, and keeps its state in memory (a restart starts
 # empty). Exported: PUBSUB_EMULATOR_HOST, which the workers read as "this emulator, without OAuth".

@@ -24,7 +24,7 @@ use std::{
 };
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
-use cilvest_workers::{dataproc, demo};
+use cilvest_workers::{google::dataproc, jobs::demo};
 use clap::{Parser, Subcommand};
 use flate2::read::MultiGzDecoder;
 use futures::{StreamExt, TryStreamExt};

@@ -160,6 +160,12 @@ def parse_line(line):
         tid, text = tweet.get("id"), tweet.get("text")
         if not isinstance(tid, str) or not isinstance(text, str):
             return None
+        # A long post: `text` holds its first 280 characters, note_tweet.text all of it (tweet.rs's parse).
+        note = tweet.get("note_tweet")
+        if note is not None:
+            if not isinstance(note, dict) or not isinstance(note.get("text"), str):
+                return None
+            text = note["text"]
         created = parse_time(tweet.get("created_at"))
         if created is None:
             return None

@@ -27,15 +27,15 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Poll X recent search and publish tweets to the raw Kafka topic.
-    Producer(crate::producer::Args),
+    Producer(crate::jobs::producer::Args),
     /// Move raw tweets from Kafka into the data lake.
-    Consumer(crate::consumer::Args),
+    Consumer(crate::jobs::consumer::Args),
     /// Clean and classify one day of tweets, load BigQuery, build the marts and index search.
-    Daily(crate::daily::Args),
+    Daily(crate::jobs::daily::Args),
     /// Run the whole pipeline on this machine with embedded defaults.
-    Demo(crate::demo::Args),
+    Demo(crate::jobs::demo::Args),
     /// Delete every Dataproc cluster a pipeline left (run by the operator when a Dataproc pipeline is deleted).
-    DataprocCleanup(crate::dataproc::cleanup::Args),
+    DataprocCleanup(crate::jobs::dataproc_cleanup::Args),
 }
 
 impl Args {
@@ -79,11 +79,11 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 impl Command {
     async fn run(self) -> anyhow::Result<()> {
         match self {
-            Self::Producer(args) => Ok(crate::producer::run(args).await?),
+            Self::Producer(args) => Ok(crate::jobs::producer::run(args).await?),
             Self::Consumer(args) => Ok(args.run().await?),
-            Self::Daily(args) => crate::daily::run(args).await.map(drop).map_err(Into::into),
-            Self::Demo(args) => Ok(crate::demo::run(args).await?),
-            Self::DataprocCleanup(args) => Ok(crate::dataproc::cleanup::run(args).await?),
+            Self::Daily(args) => crate::jobs::daily::run(args).await.map(drop).map_err(Into::into),
+            Self::Demo(args) => Ok(crate::jobs::demo::run(args).await?),
+            Self::DataprocCleanup(args) => Ok(crate::jobs::dataproc_cleanup::run(args).await?),
         }
     }
 }

@@ -5,26 +5,24 @@
 //!                      (or Pub/Sub)
 //!                                                                                       └─▶ Elasticsearch
 //! ```
-//! One module per outside system: `lake` (GCS or a local directory), `warehouse` (BigQuery), `search`
-//! (Elasticsearch), `bus` (Kafka), `pubsub` (Google Cloud Pub/Sub).
+//! Modules by role; dependencies point down this list, never up:
+//! - `cli`, `jobs`: one module per command (`producer`, `consumer`, `daily`, `demo`, `dataproc_cleanup`), each a
+//!   `run()` over the layers below.
+//! - `x`: the X API (recent search client, counts, read budget, monthly usage and its cost).
+//! - `lake` (GCS or a local directory), `bus` (Kafka, Pub/Sub), `google` (auth, BigQuery, Dataproc), `search`
+//!   (Elasticsearch): the clients of outside systems.
+//! - `transform`, `tweet`: the domain (what a tweet is, cleaning, matching, a day's counts); `retry`, the one
+//!   backoff; `telemetry` (the `cilvest-telemetry` crate).
 #![forbid(unsafe_code)]
 
-pub mod budget;
 pub mod bus;
 pub mod cli;
-pub mod consumer;
-pub mod counts;
-pub mod daily;
-pub mod dataproc;
-pub mod demo;
+pub mod google;
+pub mod jobs;
 pub mod lake;
-pub mod producer;
-pub mod pubsub;
+pub mod retry;
 pub mod search;
-pub mod source;
-pub mod telemetry;
+pub use cilvest_telemetry as telemetry;
 pub mod transform;
 pub mod tweet;
-pub mod usage;
-pub mod warehouse;
-pub mod x_cost;
+pub mod x;

@@ -25,7 +25,7 @@ use elasticsearch::{
 };
 use serde_json::{Value, json};
 
-use crate::transform::CuratedTweet;
+use crate::{retry::Backoff, transform::CuratedTweet};
 
 /// Documents per `_bulk` request: a few MB of tweets, well below Elasticsearch's 100 MB request limit.
 const BULK_CHUNK: usize = 1_000;
@@ -321,7 +321,11 @@ pub async fn bulk_index(
     let mut report = BulkReport::default();
     for chunk in docs.chunks(BULK_CHUNK) {
         let mut pending: Vec<&(String, Value)> = chunk.iter().collect();
-        let mut backoff = retry.initial_backoff;
+        // Steps double up to the last attempt's, as many as there are attempts.
+        let last_step = retry
+            .initial_backoff
+            .saturating_mul(1 << retry.attempts.clamp(1, 16).saturating_sub(1));
+        let backoff = Backoff::new(retry.initial_backoff, last_step);
         for attempt in 1..=retry.attempts.max(1) {
             let body: Vec<JsonBody<Value>> = pending
                 .iter()
@@ -341,8 +345,7 @@ pub async fn bulk_index(
                     return Err(status_error("bulk index into", index, status, body));
                 }
                 report.retries += pending.len();
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                tokio::time::sleep(backoff.wait(attempt)).await;
                 continue;
             }
             if !status.is_success() {
@@ -375,8 +378,7 @@ pub async fn bulk_index(
             }
             report.retries += throttled.len();
             pending = throttled;
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            tokio::time::sleep(backoff.wait(attempt)).await;
         }
     }
     Ok(report)

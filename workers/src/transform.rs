@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
-use cilvest_crds::{CilvestPipelineSpec, MatchMode, validate::canonical_language};
+use cilvest_crds::{CilvestPipelineSpec, MatchMode, query::canonical_language};
 use serde::{Deserialize, Serialize};
 
 use crate::tweet::{self, Tweet};
@@ -516,6 +516,28 @@ mod tests {
         spec.matching = Matching::default();
         let rules = Rules::new(&spec, chrono_tz::UTC);
         assert!(rules.classify("anything at all").is_empty());
+    }
+
+    #[test]
+    fn a_long_post_is_cleaned_matched_and_kept_whole() {
+        let mut day = Day::new(
+            rules(MatchMode::Substring),
+            NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"),
+        );
+        let full = format!("{}lalu beli sukuk", "catatan pasar hari ini ".repeat(13));
+        let head: String = full.chars().take(280).collect();
+        day.push_line(&line(
+            "20",
+            &head,
+            "2026-11-01T03:00:00Z",
+            "in",
+            json!({"note_tweet": {"text": full, "entities": {}}}),
+        ));
+        let (rows, _) = day.finish();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].keywords, ["sukuk"], "the keyword after character 280 counts");
+        assert_eq!(rows[0].text, full, "the warehouse and search get the whole post");
+        assert!(rows[0].text_clean.ends_with("lalu beli sukuk"));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use serde_json::Value;
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 pub struct Tweet {
     pub id: String,
+    /// The whole post: X's `text` carries only the first 280 characters of a long post, whose full text is in
+    /// `note_tweet.text` (when `tweet.fields` asks for `note_tweet`); [`parse`] puts the full text here.
     pub text: String,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,6 +22,15 @@ pub struct Tweet {
     pub author_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referenced_tweets: Vec<ReferencedTweet>,
+    /// A long post's full text (X API v2 `note_tweet`, posts over 280 characters since 2023).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_tweet: Option<NoteTweet>,
+}
+
+/// The full text of a long post.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+pub struct NoteTweet {
+    pub text: String,
 }
 
 /// A tweet this one retweets, quotes or replies to.
@@ -88,7 +99,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EnvelopeError> {
         }
         other => (other, None),
     };
-    let tweet: Tweet = serde_json::from_value(tweet_value).map_err(EnvelopeError::Tweet)?;
+    let mut tweet: Tweet = serde_json::from_value(tweet_value).map_err(EnvelopeError::Tweet)?;
+    // Cleaning, matching, the warehouse and search all read the whole post.
+    if let Some(note) = tweet.note_tweet.take() {
+        tweet.text = note.text;
+    }
     if tweet.id.is_empty() || tweet.id.len() > 20 || !tweet.id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(EnvelopeError::Id(tweet.id));
     }
@@ -98,6 +113,20 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EnvelopeError> {
 /// Tweet ids are snowflakes: numeric order is time order. Compare them as numbers, not strings.
 pub fn id_number(id: &str) -> Option<u64> {
     id.parse().ok()
+}
+
+/// Twitter's snowflake epoch (2010-11-04T01:42:54.657Z): an id's top 41 bits count milliseconds from it.
+const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
+
+/// When the tweet with this id was posted: snowflake ids carry their creation time.
+pub fn snowflake_time(id: u64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(i64::try_from(id >> 22).ok()? + SNOWFLAKE_EPOCH_MS)
+}
+
+/// The largest id a post from before `at` can have: a `since_id` that means "posted at `at` or later".
+pub fn snowflake_floor(at: DateTime<Utc>) -> u64 {
+    let ms = (at.timestamp_millis() - SNOWFLAKE_EPOCH_MS).max(1) as u64;
+    (ms << 22).saturating_sub(1)
 }
 
 #[cfg(test)]
@@ -114,6 +143,20 @@ mod tests {
 
         let bare = br#"{"id":"7","text":"sukuk","created_at":"2026-11-01T03:04:05Z","author_username":"sari"}"#;
         assert_eq!(parse(bare).expect("bare").author_username.as_deref(), Some("sari"));
+    }
+
+    #[test]
+    fn a_long_post_is_read_whole_from_note_tweet() {
+        let head = "a".repeat(280);
+        let full = format!("{head} reksadana");
+        let envelope = serde_json::json!({
+            "tweet": {"id": "9", "text": head, "created_at": "2026-11-01T03:04:05Z",
+                      "note_tweet": {"text": full, "entities": {"hashtags": []}}},
+            "author_username": "budi",
+        });
+        let parsed = parse(envelope.to_string().as_bytes()).expect("envelope");
+        assert_eq!(parsed.tweet.text, full);
+        assert_eq!(parsed.tweet.note_tweet, None, "the full text moved into text");
     }
 
     #[test]

@@ -981,3 +981,123 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     assert_exactly_once(&read_lake(&lake).await, &topic, &produced);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every object under the bucket's lake prefix with its GCS generation (the JSON API's own count of writes).
+async fn generations(bucket: &str) -> BTreeMap<String, String> {
+    let endpoint = service_env("CILVEST_GCS_URL", "gcs");
+    let listed: Value = reqwest::get(format!("{endpoint}/storage/v1/b/{bucket}/o?prefix=lake/"))
+        .await
+        .expect("list objects")
+        .json()
+        .await
+        .expect("list json");
+    listed["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|o| (o["name"].to_string(), o["generation"].to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stalled_past_a_rebalance_overwrites_nothing_and_loses_nothing() {
+    const N: u64 = 3_000;
+    let _serial = SERIAL.lock().await;
+    let bootstrap = kafka_bootstrap();
+    let topic = unique("consumer-zombie");
+    let group = unique("consumer-zombie-group");
+    create_topic(&bootstrap, &topic, 2).await;
+    let (lake_uri, lake) = gcs_lake("consumer-zombie").await;
+    let bucket = lake_uri
+        .trim_start_matches("gs://")
+        .split('/')
+        .next()
+        .expect("bucket")
+        .to_owned();
+    let dir = temp_dir("consumer-zombie");
+    let committed = Committed::new(&group, &topic, 2);
+    // The zombie-to-be holds its whole batch for 20 s; its group session lasts 6 s.
+    let slow = [
+        "--flush-records",
+        "100000",
+        "--flush-interval",
+        "20s",
+        "--kafka-option",
+        "session.timeout.ms=6000",
+        "--kafka-option",
+        "heartbeat.interval.ms=1000",
+    ];
+    let mut zombie = ConsumerProcess::spawn(
+        &ConsumerArgs {
+            topic: &topic,
+            group: &group,
+            lake: &lake_uri,
+            extra: &slow,
+        },
+        dir.join("zombie.log"),
+    );
+    zombie.wait_live().await;
+    let produced = produce(&producer(&bootstrap), &topic, 0..N).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while zombie.metric("cilvest_consumer_records_in_total").await < N as f64 {
+        assert!(Instant::now() < deadline, "the first member did not read every record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGSTOP: a GC pause or a partition as the group sees it. Its partitions move once the session expires.
+    let pid = zombie.child.id().expect("pid").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let quick = ["--flush-interval", "1s", "--flush-records", "700"];
+    let mut owner = ConsumerProcess::spawn(
+        &ConsumerArgs {
+            topic: &topic,
+            group: &group,
+            lake: &lake_uri,
+            extra: &quick,
+        },
+        dir.join("owner.log"),
+    );
+    committed
+        .wait_for(N as i64, Duration::from_secs(60), &mut [&mut owner])
+        .await;
+    let landed = generations(&bucket).await;
+    assert!(!landed.is_empty(), "the new owner wrote objects");
+
+    // SIGCONT: the stalled member wakes with its batch of the same offsets and tries to land it.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !std::fs::read_to_string(dir.join("zombie.log"))
+        .unwrap_or_default()
+        .contains("exists already")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the woken member never tried to land its stale batch:\n{}",
+            zombie.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let after = generations(&bucket).await;
+    for (name, generation) in &landed {
+        assert_eq!(after.get(name), Some(generation), "{name} was overwritten");
+    }
+    assert_exactly_once(&read_lake(&lake).await, &topic, &produced);
+    assert_eq!(committed.total().await, N as i64);
+    let _ = std::fs::remove_dir_all(&dir);
+}

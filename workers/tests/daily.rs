@@ -18,10 +18,10 @@ use std::{
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, Timelike, Utc};
 use cilvest_crds::DailyRun;
 use cilvest_workers::{
-    daily::{self, Report, curated},
+    google::bigquery::{Row, Warehouse},
+    jobs::daily::{self, Report, curated},
     search::{self, BulkRetry, ItemFailure},
     transform::CuratedTweet,
-    warehouse::{Row, Warehouse},
 };
 use clap::Parser;
 use elasticsearch::{Elasticsearch, SearchParts};
@@ -1310,6 +1310,66 @@ async fn the_search_server_refusing_part_of_a_bulk_is_reported_and_a_fixed_rerun
     let mut expected: Vec<String> = (1..=20).map(|id: u32| id.to_string()).collect();
     expected.sort();
     assert_eq!(ids, expected);
+    let _ = es
+        .indices()
+        .delete(elasticsearch::indices::IndicesDeleteParts::Index(&[&index]))
+        .send()
+        .await;
+}
+
+/// A real engine's mapping conflict: the month's index exists with another type for a field (made by hand, or by an
+/// older release); every document is refused for it, the run says so, and no document is half-indexed.
+#[tokio::test]
+async fn an_index_whose_mapping_conflicts_refuses_every_document_and_the_run_says_why() {
+    init_test_logs();
+    let url = service_env("CILVEST_ES_URL", "search");
+    let es = search::client(&url, None, None).expect("search client");
+    let alias = unique("mapping-conflict");
+    let index = search::monthly_index(&alias, DAY1.parse().expect("date"));
+    let created = reqwest::Client::new()
+        .put(format!("{url}/{index}"))
+        .json(&json!({"mappings": {"properties": {"local_hour": {"type": "boolean"}}}, "aliases": {&alias: {}}}))
+        .send()
+        .await
+        .expect("create a conflicting index");
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    search::ensure_index(&es, &alias, &index)
+        .await
+        .expect("the index exists: ensure_index keeps it");
+    let docs: Vec<(String, Value)> = (1..=5)
+        .map(|id: u32| {
+            (
+                id.to_string(),
+                json!({"id": id.to_string(), "created_at": "2026-11-01T03:00:00Z", "local_date": DAY1,
+                "local_hour": 10, "username": "budi", "text": "beli saham", "text_clean": "beli saham", "lang": "in",
+                "keywords": ["saham"]}),
+            )
+        })
+        .collect();
+    let retry = BulkRetry {
+        attempts: 1,
+        initial_backoff: Duration::from_millis(10),
+    };
+    let report = search::bulk_index(&es, &index, &docs, retry).await.expect("bulk");
+    assert_eq!((report.indexed, report.failed.len()), (0, 5));
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.status == 400 && f.reason.contains("local_hour")),
+        "{:?}",
+        report.failed
+    );
+    let err = report
+        .into_result(&index, docs.len())
+        .expect_err("a conflict fails the run");
+    assert!(err.to_string().contains("failed to index 5 of 5"), "{err}");
+    search::refresh(&es, &index).await.expect("refresh");
+    assert!(search_documents(&es, &alias).await.is_empty(), "nothing half-indexed");
     let _ = es
         .indices()
         .delete(elasticsearch::indices::IndicesDeleteParts::Index(&[&index]))

@@ -16,8 +16,9 @@ use std::{
 use chrono::NaiveDate;
 use cilvest_crds::CilvestPipelineSpec;
 use cilvest_workers::{
-    daily::{curated, raw},
-    dataproc::{self, Client, ClusterRequest, DataprocError, Polling, SparkJob, TokenSource},
+    google::auth::GoogleToken,
+    google::dataproc::{self, Client, ClusterRequest, DataprocError, Polling, SparkJob},
+    jobs::daily::{curated, raw},
     transform::{Day, Rules},
 };
 use object_store::{ObjectStore, local::LocalFileSystem};
@@ -36,6 +37,9 @@ fn date() -> NaiveDate {
     DATE.parse().expect("date")
 }
 
+/// `maxLifetime` of [`settings`], parsed.
+const LIFETIME: Duration = Duration::from_secs(2 * 3600);
+
 fn settings() -> cilvest_crds::Dataproc {
     serde_json::from_value(json!({
         "project": PROJECT,
@@ -48,7 +52,7 @@ fn settings() -> cilvest_crds::Dataproc {
 }
 
 fn client(fake: &FakeDataproc) -> Client {
-    let mut client = Client::new(Some(&fake.url()), PROJECT, REGION, TokenSource::Static(TOKEN.into()));
+    let mut client = Client::new(Some(&fake.url()), PROJECT, REGION, GoogleToken::fixed(TOKEN));
     client.polling = Polling {
         interval: Duration::from_millis(20),
         cluster_deadline: Duration::from_secs(5),
@@ -58,7 +62,7 @@ fn client(fake: &FakeDataproc) -> Client {
 }
 
 fn request(run: &str) -> ClusterRequest {
-    dataproc::cluster_request(&settings(), "team-a", "demo", date(), run).expect("cluster request")
+    dataproc::cluster_request(&settings(), LIFETIME, "team-a", "demo", date(), run)
 }
 
 fn job() -> SparkJob {
@@ -361,7 +365,7 @@ fn names_fit_the_api_limits_and_keep_the_run_suffix() {
     let long = "a-very-long-pipeline-name-that-goes-on-and-on-and-on";
     let name = dataproc::resource_name(long, date(), "0123456789", 51);
     assert!(name.len() <= 51 && name.ends_with("-20261101-0123456789"), "{name}");
-    let request = dataproc::cluster_request(&settings(), "ns", "Demo.Pipeline", date(), "r").expect("request");
+    let request = dataproc::cluster_request(&settings(), LIFETIME, "ns", "Demo.Pipeline", date(), "r");
     assert_eq!(request.body["labels"]["cilvest-pipeline"], "demo-pipeline");
     assert!(dataproc::script_path().starts_with("jobs/transform-") && dataproc::script_path().ends_with(".py"));
 }

@@ -311,7 +311,7 @@ async fn embedded_marts_agree_with_the_bigquery_marts() {
 
     let dataset = unique("demo").replace('-', "_");
     let marts_dataset = format!("{dataset}_marts");
-    let mut config = cilvest_workers::demo::pipeline_config(None).expect("embedded pipeline");
+    let mut config = cilvest_workers::jobs::demo::pipeline_config(None).expect("embedded pipeline");
     config.spec.targets.lake.uri = format!("gs://{bucket}/lake");
     config.spec.targets.bigquery.project = project.clone();
     config.spec.targets.bigquery.dataset = dataset.clone();
@@ -325,7 +325,7 @@ async fn embedded_marts_agree_with_the_bigquery_marts() {
     let log = dir.join("termination-log");
     for day in report["days"].as_array().expect("days") {
         let day = text(day);
-        let args = cilvest_workers::daily::Args::parse_from([
+        let args = cilvest_workers::jobs::daily::Args::parse_from([
             "daily",
             "--config",
             config_path.to_str().expect("utf-8"),
@@ -339,10 +339,10 @@ async fn embedded_marts_agree_with_the_bigquery_marts() {
             "--termination-log",
             log.to_str().expect("utf-8"),
         ]);
-        cilvest_workers::daily::run(args).await.expect("daily run");
+        cilvest_workers::jobs::daily::run(args).await.expect("daily run");
     }
 
-    let warehouse = cilvest_workers::warehouse::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
+    let warehouse = cilvest_workers::google::bigquery::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
         .await
         .expect("warehouse");
     let embedded = &report["marts"];
@@ -409,7 +409,7 @@ fn normalize(rows: &[Value]) -> Vec<BTreeMap<String, String>> {
 
 /// Series colours of the page, as RGB: the first three of `render::COLOURS`.
 fn series_colours() -> Vec<[u8; 3]> {
-    cilvest_workers::demo::render::COLOURS[..3]
+    cilvest_workers::jobs::demo::render::COLOURS[..3]
         .iter()
         .map(|hex| {
             let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex colour");

@@ -602,7 +602,7 @@ async fn helm_install_to_data_on_a_real_node() {
 async fn bigquery_count(dataset: &str, day: NaiveDate) -> i64 {
     let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
     let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
-    let warehouse = cilvest_workers::warehouse::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
+    let warehouse = cilvest_workers::google::bigquery::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
         .await
         .expect("warehouse");
     let sql = format!(

@@ -12,10 +12,10 @@ use std::{
 
 use cilvest_crds::{WorkerConfig, x_query};
 use cilvest_workers::{
-    producer::{Args, Producer},
-    source::TWEET_FIELDS,
+    jobs::producer::{Args, Producer},
     telemetry::Telemetry,
     tweet,
+    x::client::TWEET_FIELDS,
 };
 use clap::Parser;
 use serde_json::json;
@@ -724,4 +724,36 @@ async fn replay_publishes_a_jsonl_file_at_its_rate_and_resumes() {
     run_once(args(&file)).await;
     let records = wait_for_records(&bootstrap, &topic, 70, Duration::from_secs(30)).await;
     assert_eq!(records.len(), 70);
+}
+
+#[tokio::test]
+async fn a_long_post_reaches_the_topic_whole_and_counts_for_the_keyword_after_its_280th_character() {
+    let _kafka = KAFKA.read().await;
+    let s = setup(Some("1h")).await;
+    let long = s.fake.add_long_post_at(chrono::Utc::now(), "reksadana");
+    s.fake.add_tweets(3);
+    run_once(s.args(&["--once"])).await;
+    let records = wait_for_records(&s.bootstrap, &s.topic, 4, Duration::from_secs(30)).await;
+    let record = records
+        .iter()
+        .find(|r| r.key.as_deref() == Some(long.to_string().as_str()))
+        .expect("the long post on the topic");
+    let envelope: serde_json::Value = serde_json::from_slice(&record.value).expect("envelope json");
+    let head = envelope["tweet"]["text"].as_str().expect("text");
+    let full = envelope["tweet"]["note_tweet"]["text"]
+        .as_str()
+        .expect("note_tweet.text");
+    assert_eq!(head.chars().count(), 280, "X's text is the first 280 characters");
+    assert!(
+        !head.contains("reksadana") && full.ends_with("#reksadana juga"),
+        "{full}"
+    );
+    assert_eq!(
+        envelope["tweet"]["note_tweet"]["entities"]["hashtags"][0]["tag"], "reksadana",
+        "the envelope keeps the tweet as X sent it"
+    );
+
+    // The daily transform reads the whole post: cleaned, matched and stored in full.
+    let parsed = cilvest_workers::tweet::parse(&record.value).expect("a tweet");
+    assert_eq!(parsed.tweet.text, full);
 }

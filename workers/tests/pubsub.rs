@@ -18,9 +18,9 @@ use std::{
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use cilvest_crds::CilvestPipelineSpec;
 use cilvest_workers::{
-    daily::raw,
-    producer::{Args, Producer},
-    pubsub::{Client, Names, Outgoing, TWEET_ID_ATTRIBUTE},
+    bus::pubsub::{Client, Names, Outgoing, TWEET_ID_ATTRIBUTE},
+    jobs::daily::raw,
+    jobs::producer::{Args, Producer},
     telemetry::Telemetry,
     transform::{Day, Rules},
     tweet,

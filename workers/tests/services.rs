@@ -183,7 +183,7 @@ async fn bigquery_emulator_inserts_and_groups_rows() {
     };
     let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
     let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
-    let client = cilvest_workers::warehouse::client(Some(&endpoint))
+    let client = cilvest_workers::google::bigquery::client(Some(&endpoint))
         .await
         .expect("bigquery client");
     let dataset = unique("smoke").replace('-', "_");

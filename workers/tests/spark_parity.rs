@@ -16,8 +16,8 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use cilvest_crds::CilvestPipelineSpec;
 use cilvest_workers::{
-    daily::{curated, raw},
-    dataproc,
+    google::dataproc,
+    jobs::daily::{curated, raw},
     transform::{Counts, CuratedTweet, Day, Rules},
 };
 use flate2::{Compression, write::GzEncoder};
@@ -193,6 +193,17 @@ fn generated_line(prng: &mut Prng, i: usize) -> String {
     let mut tweet = json!({"id": id.to_string(), "text": text, "created_at": created_at, "author_id": "42"});
     if prng.below(30) != 0 {
         tweet["lang"] = json!(lang);
+    }
+    // Long posts: `text` is the first 280 characters, the whole post is in note_tweet, with the keywords after the
+    // cut; and now and then a malformed note_tweet, which makes the line a reject in both engines.
+    match prng.below(15) {
+        0 => {
+            let full = format!("{}{text}", "posting panjang soal pasar modal ".repeat(9));
+            tweet["text"] = json!(full.chars().take(280).collect::<String>());
+            tweet["note_tweet"] = json!({"text": full, "entities": {"hashtags": []}});
+        }
+        1 if prng.below(4) == 0 => tweet["note_tweet"] = json!("not an object"),
+        _ => {}
     }
     match prng.below(12) {
         0 => tweet["referenced_tweets"] = json!([{"type": "retweeted", "id": "1"}]),

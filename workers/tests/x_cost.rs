@@ -11,8 +11,8 @@ use std::{
 };
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use cilvest_crds::{WorkerConfig, usage::UsageRecord, validate::x_keyword_query};
-use cilvest_workers::{counts, producer::Args};
+use cilvest_crds::{WorkerConfig, query::x_keyword_query, usage::UsageRecord};
+use cilvest_workers::{jobs::producer::Args, lake::counts};
 use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
@@ -270,7 +270,7 @@ async fn counts_mode_makes_no_search_request_and_stores_the_fakes_hourly_counts(
     });
     for day in &days {
         let log = setup.config.with_file_name(format!("termination-log-{day}"));
-        let args = cilvest_workers::daily::Args::parse_from([
+        let args = cilvest_workers::jobs::daily::Args::parse_from([
             "daily",
             "--config",
             path_str(&setup.config),
@@ -284,9 +284,9 @@ async fn counts_mode_makes_no_search_request_and_stores_the_fakes_hourly_counts(
             "--termination-log",
             path_str(&log),
         ]);
-        cilvest_workers::daily::run(args).await.expect("daily run");
+        cilvest_workers::jobs::daily::run(args).await.expect("daily run");
     }
-    let warehouse = cilvest_workers::warehouse::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
+    let warehouse = cilvest_workers::google::bigquery::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
         .await
         .expect("warehouse");
     let mut want: BTreeMap<(String, String, i64), i64> = BTreeMap::new();
@@ -310,7 +310,7 @@ async fn counts_mode_makes_no_search_request_and_stores_the_fakes_hourly_counts(
         .query("read the hourly mart", &sql)
         .await
         .expect("hourly mart");
-    let cell = |row: &cilvest_workers::warehouse::Row, column: &str| -> String {
+    let cell = |row: &cilvest_workers::google::bigquery::Row, column: &str| -> String {
         match &row[column] {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),

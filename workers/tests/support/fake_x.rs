@@ -33,6 +33,8 @@ use serde_json::{Value, json};
 const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
 const QUERY_LIMIT: usize = 512;
 const INVALID_REQUEST: &str = "https://api.twitter.com/2/problems/invalid-request";
+/// Characters of a long post that X returns in `text`; the rest is only in `note_tweet.text`.
+pub const NOTE_TWEET_CUT: usize = 280;
 
 /// What the next requests get instead of (or before) a normal answer, one per request, in order.
 #[derive(Clone, Debug)]
@@ -228,6 +230,32 @@ impl FakeX {
             .collect()
     }
 
+    /// Add one Indonesian long post (over 280 characters) posted at `created_at`, whose only keyword comes after
+    /// character 280: X serves its head in `text` and the whole in `note_tweet.text`; returns its id.
+    pub fn add_long_post_at(&self, created_at: DateTime<Utc>, keyword: &str) -> u64 {
+        let mut state = lock(&self.state);
+        let author_id = state.user(3);
+        let id = state.new_id(created_at);
+        let text = format!(
+            "{}lalu soal #{keyword} juga",
+            "Catatan panjang tentang pasar modal hari ini. ".repeat(7)
+        );
+        state.tweets.insert(
+            id,
+            StoredTweet {
+                id,
+                created_at,
+                text,
+                lang: "in".to_owned(),
+                author_id,
+                retweet_of: None,
+                reply_to: None,
+                likes: 3,
+            },
+        );
+        id
+    }
+
     /// Add tweets the Cilvest query must not match: retweets, English tweets, and tweets without a keyword.
     pub fn add_noise(&self, count: usize) {
         let now = Utc::now();
@@ -375,10 +403,19 @@ impl FakeState {
     }
 
     fn tweet_json(&self, tweet: &StoredTweet, fields: &BTreeSet<&str>) -> Value {
-        // X's default fields; everything else only when asked for in tweet.fields.
+        // X's default fields; everything else only when asked for in tweet.fields. A long post's `text` is its first
+        // 280 characters; the whole post is only in `note_tweet`, and only when asked for.
+        let long = tweet.text.chars().count() > NOTE_TWEET_CUT;
+        let text: String = tweet.text.chars().take(NOTE_TWEET_CUT).collect();
         let mut object =
-            json!({"id": tweet.id.to_string(), "text": tweet.text, "edit_history_tweet_ids": [tweet.id.to_string()]});
+            json!({"id": tweet.id.to_string(), "text": text, "edit_history_tweet_ids": [tweet.id.to_string()]});
         let map = object.as_object_mut().expect("an object");
+        if long && fields.contains("note_tweet") {
+            map.insert(
+                "note_tweet".into(),
+                json!({"text": tweet.text, "entities": {"hashtags": hashtags(&tweet.text)}}),
+            );
+        }
         if fields.contains("created_at") {
             map.insert(
                 "created_at".into(),
@@ -412,6 +449,28 @@ impl FakeState {
         }
         object
     }
+}
+
+/// X's `entities.hashtags` of a text: each `#tag` with its character offsets.
+fn hashtags(text: &str) -> Vec<Value> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tags = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '#' {
+            let end = (i + 1..chars.len())
+                .find(|&j| !chars[j].is_alphanumeric() && chars[j] != '_')
+                .unwrap_or(chars.len());
+            if end > i + 1 {
+                let tag: String = chars[i + 1..end].iter().collect();
+                tags.push(json!({"start": i, "end": end, "tag": tag}));
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    tags
 }
 
 fn reset_after(now: DateTime<Utc>, length: Duration) -> DateTime<Utc> {

@@ -14,7 +14,7 @@ use std::{
 };
 
 use cilvest_workers::{
-    producer::{Args, Producer},
+    jobs::producer::{Args, Producer},
     telemetry::Telemetry,
 };
 use object_store::ObjectStore;

@@ -1,0 +1,85 @@
+//! The text values of a spec, parsed: durations, dollar amounts and the budget they buy, and the lake URI. The
+//! rules in the CRD (`rules.rs`) accept the same texts.
+
+use std::time::Duration;
+
+use crate::spec::ReadBudget;
+
+/// A non-negative decimal amount such as `0.005` or `50`; `None` for anything else.
+pub fn parse_usd(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// The budget in posts: as given, or the dollars divided by the price per read (rounded down). `None` when it
+/// cannot be computed (a malformed amount or a zero price).
+pub fn budget_posts(budget: &ReadBudget, price_per_read_usd: &str) -> Option<u64> {
+    match (budget.posts, &budget.usd) {
+        (Some(posts), _) => u64::try_from(posts).ok(),
+        (None, Some(usd)) => {
+            let usd = parse_usd(usd)?;
+            let price = parse_usd(price_per_read_usd).filter(|p| *p > 0.0)?;
+            // A hair of tolerance so that 50 / 0.005 is 10000, not 9999.
+            Some((usd / price + 1e-9).floor() as u64)
+        }
+        (None, None) => None,
+    }
+}
+
+/// [`parse_duration`] as a command-line value parser: the workers' and the operator's duration flags.
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration such as 250ms, 30s, 5m or 24h"))
+}
+
+/// Parse a duration of [`crate::rules::DURATION_PATTERN`]: units in the order d, h, m, s, ms, each at most once
+/// and with at most 5 (days) or 6 digits, such as `60s`, `5m`, `1h30m`, `7d`, `1d12h`, `250ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    // (unit, milliseconds, most digits), in the order they may appear.
+    const UNITS: [(&str, u64, usize); 5] = [
+        ("d", 86_400_000, 5),
+        ("h", 3_600_000, 6),
+        ("m", 60_000, 6),
+        ("s", 1_000, 6),
+        ("ms", 1, 6),
+    ];
+    let mut rest = text;
+    let mut millis = 0u64;
+    let mut next = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (index, (unit, unit_ms, max_digits)) = UNITS
+            .iter()
+            .enumerate()
+            .skip(next)
+            .find(|(_, (unit, _, _))| rest.starts_with(unit) && !(*unit == "m" && rest.starts_with("ms")))?;
+        if digits == 0 || digits > *max_digits {
+            return None;
+        }
+        millis += value * unit_ms;
+        rest = &rest[unit.len()..];
+        next = index + 1;
+    }
+    Some(Duration::from_millis(millis))
+}
+
+/// Split `gs://bucket/prefix` into bucket and prefix (without slashes at either end).
+pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("gs://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    valid_bucket.then_some((bucket, prefix.trim_matches('/')))
+}

@@ -1,0 +1,5 @@
+//! The message buses between the producer and the consumer: Kafka (`kafka`, the default) and Google Cloud Pub/Sub
+//! (`pubsub`).
+
+pub mod kafka;
+pub mod pubsub;

@@ -1,0 +1,758 @@
+//! The BigQuery warehouse: the client (Google's API in production, an emulator in tests), the day-partitioned
+//! `tweets` table, the atomic replacement of one day, and the data marts rebuilt from it.
+//!
+//! ```text
+//!  lake curated/dt=D/*.parquet ─load job, WRITE_TRUNCATE─▶ tweets_staging_D (expires after a day)
+//!                                                             │ one MERGE: delete local_date = D, insert staging
+//!                                                             ▼
+//!                                                           tweets ─CREATE OR REPLACE TABLE … AS SELECT─▶ mart_*
+//! ```
+//! Loading is free where streaming inserts are billed, and the single MERGE statement is atomic, so readers see
+//! day D either before or after a run, never half of it, and running a day twice leaves the same rows.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use chrono::NaiveDate;
+use gcp_bigquery_client::{
+    Client,
+    auth::Authenticator,
+    client_builder::ClientBuilder,
+    error::BQError,
+    model::{
+        data_format_options::DataFormatOptions, dataset::Dataset, error_proto::ErrorProto,
+        get_query_results_parameters::GetQueryResultsParameters, job::Job, job_configuration::JobConfiguration,
+        job_configuration_load::JobConfigurationLoad, job_reference::JobReference, query_request::QueryRequest,
+        table::Table, table_field_schema::TableFieldSchema, table_reference::TableReference, table_row::TableRow,
+        table_schema::TableSchema, time_partitioning::TimePartitioning,
+    },
+};
+use serde_json::Value;
+
+use crate::{google::auth::GoogleToken, lake::counts::CountedHour};
+
+/// Environment variable naming a BigQuery emulator base URL such as `http://127.0.0.1:9050`.
+pub const BQ_ENDPOINT_ENV: &str = "CILVEST_BQ_ENDPOINT";
+
+/// BigQuery's REST API.
+const GOOGLE_V2_URL: &str = "https://bigquery.googleapis.com/bigquery/v2";
+/// The OAuth scope of BigQuery.
+const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+/// The warehouse table of curated tweets.
+pub const TWEETS_TABLE: &str = "tweets";
+/// The warehouse table of counted volumes: keyword, local day and hour, posts X counted (counts mode).
+pub const COUNTS_TABLE: &str = "tweet_counts";
+/// How long one query request waits on the server before we poll for its result.
+const QUERY_WAIT: Duration = Duration::from_secs(60);
+/// The longest a load or query job may take before the run gives up on it.
+const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Staging tables delete themselves after this long, so a crashed run leaves nothing behind for good.
+const STAGING_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("failed to connect to bigquery: {0}")]
+    Connect(#[source] BQError),
+    #[error("failed to create dataset {dataset}: {source}")]
+    Dataset {
+        dataset: String,
+        #[source]
+        source: BQError,
+    },
+    #[error("failed to {action} table {table}: {source}")]
+    Table {
+        action: &'static str,
+        table: String,
+        #[source]
+        source: BQError,
+    },
+    #[error("failed to submit load job into {table}: {message}")]
+    LoadSubmit { table: String, message: String },
+    #[error("failed to poll bigquery job {job}: {source}")]
+    Poll {
+        job: String,
+        #[source]
+        source: BQError,
+    },
+    #[error("bigquery job {job} failed: {message}")]
+    JobFailed { job: String, message: String },
+    #[error("bigquery job {job} did not finish within {}s", .timeout.as_secs())]
+    Timeout { job: String, timeout: Duration },
+    #[error("failed to {what}: {message}")]
+    Query { what: String, message: String },
+}
+
+/// The BigQuery client's view of the workers' one token provider.
+#[derive(Clone, Debug)]
+struct Credentials(GoogleToken);
+
+#[async_trait::async_trait]
+impl Authenticator for Credentials {
+    async fn access_token(&self) -> Result<String, BQError> {
+        self.0.token(BIGQUERY_SCOPE).await.map_err(|e| {
+            BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e.to_string()))
+        })
+    }
+}
+
+/// A client for `endpoint` (an emulator) or, without one, for BigQuery with the workers' Google credentials.
+pub async fn client(endpoint: Option<&str>) -> Result<Client, BQError> {
+    let (token, base_url) = token_and_url(endpoint);
+    ClientBuilder::new()
+        .with_v2_base_url(base_url)
+        .build_from_authenticator(Arc::new(Credentials(token)))
+        .await
+}
+
+/// The credentials and the v2 base URL: an emulator's (any token) or Google's.
+fn token_and_url(endpoint: Option<&str>) -> (GoogleToken, String) {
+    match endpoint {
+        Some(endpoint) => (GoogleToken::emulator(), emulator_v2_url(endpoint)),
+        None => (GoogleToken::from_env(), GOOGLE_V2_URL.to_owned()),
+    }
+}
+
+fn emulator_v2_url(endpoint: &str) -> String {
+    format!("{}/bigquery/v2", endpoint.trim_end_matches('/'))
+}
+
+/// One result row, by column name. Repeated columns are JSON arrays of their values; TIMESTAMPs are integer
+/// microseconds as strings (`useInt64Timestamp`, the same from the emulator and from BigQuery).
+pub type Row = BTreeMap<String, Value>;
+
+/// A BigQuery project seen through one client, with the calls the crate lacks.
+pub struct Warehouse {
+    client: Client,
+    auth: Arc<dyn Authenticator>,
+    http: reqwest::Client,
+    base_url: String,
+    project: String,
+    location: String,
+}
+
+impl Warehouse {
+    /// Connect to `project` in `location` through `endpoint` (an emulator) or Google's API.
+    pub async fn connect(endpoint: Option<&str>, project: &str, location: &str) -> Result<Self, WarehouseError> {
+        let (token, base_url) = token_and_url(endpoint);
+        token.check().await.map_err(|e| {
+            WarehouseError::Connect(BQError::InvalidApplicationDefaultCredentialsAuthenticator(
+                std::io::Error::other(e.to_string()),
+            ))
+        })?;
+        let auth: Arc<dyn Authenticator> = Arc::new(Credentials(token));
+        let client = ClientBuilder::new()
+            .with_v2_base_url(base_url.clone())
+            .build_from_authenticator(Arc::clone(&auth))
+            .await
+            .map_err(WarehouseError::Connect)?;
+        Ok(Self {
+            client,
+            auth,
+            http: reqwest::Client::new(),
+            base_url,
+            project: project.to_owned(),
+            location: location.to_owned(),
+        })
+    }
+
+    /// The typed client, for calls this module does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The project every table lives in.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// `project.dataset.table`, quoted for SQL. BigQuery (and the emulator) ignore a default dataset for
+    /// unqualified names in some paths, so every name we write is fully qualified.
+    pub fn table_sql(&self, dataset: &str, table: &str) -> String {
+        format!("`{}.{dataset}.{table}`", self.project)
+    }
+
+    /// Create `dataset` unless it exists.
+    pub async fn ensure_dataset(&self, dataset: &str) -> Result<(), WarehouseError> {
+        if self.client.dataset().get(&self.project, dataset).await.is_ok() {
+            return Ok(());
+        }
+        let created = self
+            .client
+            .dataset()
+            .create(Dataset::new(&self.project, dataset).location(&self.location))
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(source) if is_conflict(&source) => Ok(()),
+            Err(source) => Err(WarehouseError::Dataset {
+                dataset: dataset.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Create `table` unless it exists. An existing table is left as it is.
+    pub async fn ensure_table(&self, table: Table) -> Result<(), WarehouseError> {
+        let name = format!(
+            "{}.{}",
+            table.table_reference.dataset_id, table.table_reference.table_id
+        );
+        let existing = self
+            .client
+            .table()
+            .get(&self.project, table.dataset_id(), table.table_id(), None)
+            .await;
+        if existing.is_ok() {
+            return Ok(());
+        }
+        match self.client.table().create(table).await {
+            Ok(_) => Ok(()),
+            Err(source) if is_conflict(&source) => Ok(()),
+            Err(source) => Err(WarehouseError::Table {
+                action: "create",
+                table: name,
+                source,
+            }),
+        }
+    }
+
+    /// Run a load job of Parquet `uris` into `dataset.table` with `schema`, replacing the table's rows, and wait
+    /// for it.
+    ///
+    /// Posted by hand because the crate's load configuration has no `parquetOptions`: without
+    /// `enableListInference` BigQuery reads a Parquet list as a nested record instead of a REPEATED column.
+    pub async fn load_parquet(
+        &self,
+        uris: Vec<String>,
+        dataset: &str,
+        table: &str,
+        schema: TableSchema,
+    ) -> Result<(), WarehouseError> {
+        let name = format!("{dataset}.{table}");
+        let job = Job {
+            job_reference: Some(JobReference {
+                project_id: Some(self.project.clone()),
+                location: Some(self.location.clone()),
+                job_id: Some(job_id("load")),
+            }),
+            configuration: Some(JobConfiguration {
+                load: Some(JobConfigurationLoad {
+                    source_uris: Some(uris),
+                    source_format: Some("PARQUET".to_owned()),
+                    schema: Some(schema),
+                    destination_table: Some(TableReference::new(&self.project, dataset, table)),
+                    write_disposition: Some("WRITE_TRUNCATE".to_owned()),
+                    create_disposition: Some("CREATE_IF_NEEDED".to_owned()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let submit_err = |message: String| WarehouseError::LoadSubmit {
+            table: name.clone(),
+            message,
+        };
+        let mut body = serde_json::to_value(&job).map_err(|e| submit_err(e.to_string()))?;
+        if let Some(load) = body.pointer_mut("/configuration/load").and_then(Value::as_object_mut) {
+            load.insert(
+                "parquetOptions".to_owned(),
+                serde_json::json!({"enableListInference": true}),
+            );
+        }
+        let token = self.auth.access_token().await.map_err(|e| submit_err(e.to_string()))?;
+        let response = self
+            .http
+            .post(format!("{}/projects/{}/jobs", self.base_url, self.project))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| submit_err(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(submit_err(format!("HTTP {status}: {}", truncate(&text, 500))));
+        }
+        let submitted: Job = response.json().await.map_err(|e| submit_err(e.to_string()))?;
+        self.wait_for_job(submitted).await
+    }
+
+    /// Poll a job until it is DONE, and turn its error result into an error.
+    async fn wait_for_job(&self, mut job: Job) -> Result<(), WarehouseError> {
+        let reference = job.job_reference.clone().unwrap_or_default();
+        let job_id = reference.job_id.clone().unwrap_or_default();
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let status = job.status.clone().unwrap_or_default();
+            if status.state.as_deref() == Some("DONE") {
+                return match status.error_result {
+                    Some(error) => Err(WarehouseError::JobFailed {
+                        job: job_id,
+                        message: describe_errors(std::slice::from_ref(&error)),
+                    }),
+                    None => Ok(()),
+                };
+            }
+            if started.elapsed() > JOB_TIMEOUT {
+                return Err(WarehouseError::Timeout {
+                    job: job_id,
+                    timeout: JOB_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            job = self
+                .client
+                .job()
+                .get_job(&self.project, &job_id, reference.location.as_deref())
+                .await
+                .map_err(|source| WarehouseError::Poll {
+                    job: job_id.clone(),
+                    source,
+                })?;
+        }
+    }
+
+    /// Run one statement and return its rows (none for DDL and DML). `what` says what it does, for the error.
+    ///
+    /// A failed query may come back as HTTP 200 with an `errors` array (the emulator does this, and BigQuery
+    /// reports some failures there too), which the crate treats as success; we do not.
+    pub async fn query(&self, what: &str, sql: &str) -> Result<Vec<Row>, WarehouseError> {
+        let query_err = |message: String| WarehouseError::Query {
+            what: what.to_owned(),
+            message,
+        };
+        let request = QueryRequest {
+            location: Some(self.location.clone()),
+            timeout_ms: Some(QUERY_WAIT.as_millis() as i32),
+            format_options: Some(DataFormatOptions {
+                use_int64_timestamp: Some(true),
+            }),
+            ..QueryRequest::new(sql)
+        };
+        let response = self
+            .client
+            .job()
+            .query(&self.project, request)
+            .await
+            .map_err(|e| query_err(describe_bq_error(&e)))?;
+        if let Some(errors) = response.errors.as_deref().filter(|e| !e.is_empty()) {
+            return Err(query_err(describe_errors(errors)));
+        }
+        let job = response.job_reference.clone().unwrap_or_default();
+        let mut schema = response.schema;
+        let mut rows = Vec::new();
+        let mut page = response.rows.unwrap_or_default();
+        let mut page_token = response.page_token;
+        let mut complete = response.job_complete.unwrap_or(false);
+        let started = Instant::now();
+        loop {
+            if complete {
+                let fields = schema.as_ref().and_then(|s| s.fields.as_deref()).unwrap_or_default();
+                rows.extend(page.drain(..).map(|row| named_row(fields, row)));
+                if page_token.is_none() {
+                    return Ok(rows);
+                }
+            } else if started.elapsed() > JOB_TIMEOUT {
+                return Err(WarehouseError::Timeout {
+                    job: job.job_id.unwrap_or_default(),
+                    timeout: JOB_TIMEOUT,
+                });
+            }
+            let job_id = job.job_id.clone().unwrap_or_default();
+            let more = self
+                .client
+                .job()
+                .get_query_results(
+                    &self.project,
+                    &job_id,
+                    GetQueryResultsParameters {
+                        page_token: page_token.clone(),
+                        location: job.location.clone().or_else(|| Some(self.location.clone())),
+                        timeout_ms: Some(QUERY_WAIT.as_millis() as i32),
+                        format_options: Some(DataFormatOptions {
+                            use_int64_timestamp: Some(true),
+                        }),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| query_err(describe_bq_error(&e)))?;
+            if let Some(errors) = more.errors.as_deref().filter(|e| !e.is_empty()) {
+                return Err(query_err(describe_errors(errors)));
+            }
+            complete = more.job_complete.unwrap_or(false);
+            if more.schema.is_some() {
+                schema = more.schema;
+            }
+            page = more.rows.unwrap_or_default();
+            page_token = more.page_token;
+        }
+    }
+
+    /// Make `dataset.tweets` hold exactly the rows of the Parquet objects `uris` for local day `date`, atomically.
+    pub async fn replace_day(&self, dataset: &str, date: NaiveDate, uris: Vec<String>) -> Result<(), WarehouseError> {
+        self.ensure_dataset(dataset).await?;
+        self.ensure_table(tweets_table(&self.project, dataset)).await?;
+
+        let staging = format!("{TWEETS_TABLE}_staging_{}", date.format("%Y%m%d"));
+        self.client
+            .table()
+            .delete_if_exists(&self.project, dataset, &staging)
+            .await;
+        self.ensure_table(staging_table(&self.project, dataset, &staging))
+            .await?;
+        self.load_parquet(uris, dataset, &staging, tweets_schema()).await?;
+
+        let columns = TWEETS_COLUMNS.join(", ");
+        let values = TWEETS_COLUMNS.map(|c| format!("s.{c}")).join(", ");
+        // `ON FALSE` matches nothing: every old row of day D is "not matched by source" and deleted, every staged
+        // row is "not matched by target" and inserted, in one atomic statement.
+        let merge = format!(
+            "MERGE {tweets} AS t USING (SELECT {columns} FROM {staging_sql}) AS s ON FALSE \
+             WHEN NOT MATCHED BY SOURCE AND t.local_date = DATE '{date}' THEN DELETE \
+             WHEN NOT MATCHED BY TARGET THEN INSERT ({columns}) VALUES ({values})",
+            tweets = self.table_sql(dataset, TWEETS_TABLE),
+            staging_sql = self.table_sql(dataset, &staging),
+        );
+        self.query(&format!("replace day {date} of {dataset}.{TWEETS_TABLE}"), &merge)
+            .await?;
+        self.client
+            .table()
+            .delete_if_exists(&self.project, dataset, &staging)
+            .await;
+        Ok(())
+    }
+
+    /// Make `dataset.tweet_counts` hold exactly `hours` for local day `date` (all of them of that day). Two
+    /// statements, not one: a crash in between leaves the day without counts until the run is repeated, which
+    /// the next run does.
+    pub async fn replace_counts_day(
+        &self,
+        dataset: &str,
+        date: NaiveDate,
+        hours: &[CountedHour],
+    ) -> Result<(), WarehouseError> {
+        self.ensure_dataset(dataset).await?;
+        self.ensure_table(counts_table(&self.project, dataset)).await?;
+        let table = self.table_sql(dataset, COUNTS_TABLE);
+        self.query(
+            &format!("delete day {date} of {dataset}.{COUNTS_TABLE}"),
+            &format!("DELETE FROM {table} WHERE local_date = DATE '{date}'"),
+        )
+        .await?;
+        // Keyword names are validated (`[a-z0-9][a-z0-9_-]*`) and the rest are numbers and times: nothing to
+        // escape. A day is at most 24 hours x 20 keywords.
+        let values: Vec<String> = hours
+            .iter()
+            .filter(|h| h.local_date == date.to_string())
+            .filter(|h| {
+                h.keyword
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .map(|h| {
+                format!(
+                    "('{}', DATE '{}', {}, TIMESTAMP '{}', {}, TIMESTAMP '{}')",
+                    h.keyword,
+                    h.local_date,
+                    h.local_hour,
+                    h.start.format("%Y-%m-%d %H:%M:%S+00"),
+                    h.tweet_count,
+                    h.fetched_at.format("%Y-%m-%d %H:%M:%S+00")
+                )
+            })
+            .collect();
+        if !values.is_empty() {
+            self.query(
+                &format!("insert day {date} of {dataset}.{COUNTS_TABLE}"),
+                &format!(
+                    "INSERT INTO {table} (keyword, local_date, local_hour, hour_start, tweets, fetched_at) VALUES {}",
+                    values.join(", ")
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild every mart in `marts_dataset` from `dataset.tweets` and `dataset.tweet_counts`.
+    pub async fn rebuild_marts(&self, dataset: &str, marts_dataset: &str) -> Result<(), WarehouseError> {
+        self.ensure_dataset(marts_dataset).await?;
+        // The keyword marts read counted volumes too; a pipeline without counts has an empty table.
+        self.ensure_table(counts_table(&self.project, dataset)).await?;
+        let tweets = self.table_sql(dataset, TWEETS_TABLE);
+        let counts = self.table_sql(dataset, COUNTS_TABLE);
+        for mart in marts(&tweets, &counts) {
+            let sql = format!(
+                "CREATE OR REPLACE TABLE {} AS {}",
+                self.table_sql(marts_dataset, mart.name),
+                mart.select
+            );
+            self.query(&format!("rebuild mart {marts_dataset}.{}", mart.name), &sql)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The columns of `tweets`, in the curated Parquet's order (the emulator loads Parquet by position).
+pub const TWEETS_COLUMNS: [&str; 9] = [
+    "id",
+    "created_at",
+    "local_date",
+    "local_hour",
+    "username",
+    "text",
+    "text_clean",
+    "lang",
+    "keywords",
+];
+
+/// The schema of `tweets`, its staging tables and the load job.
+pub fn tweets_schema() -> TableSchema {
+    let required = |mut field: TableFieldSchema| {
+        field.mode = Some("REQUIRED".to_owned());
+        field
+    };
+    let mut keywords = TableFieldSchema::string("keywords");
+    keywords.mode = Some("REPEATED".to_owned());
+    TableSchema::new(vec![
+        required(TableFieldSchema::string("id")),
+        required(TableFieldSchema::timestamp("created_at")),
+        required(TableFieldSchema::date("local_date")),
+        required(TableFieldSchema::integer("local_hour")),
+        TableFieldSchema::string("username"),
+        required(TableFieldSchema::string("text")),
+        required(TableFieldSchema::string("text_clean")),
+        required(TableFieldSchema::string("lang")),
+        keywords,
+    ])
+}
+
+/// `tweets`, partitioned by local day so that a day is replaced by touching one partition. Not clustered:
+/// BigQuery cannot cluster on a REPEATED column such as `keywords`, and a day is a few MB.
+fn tweets_table(project: &str, dataset: &str) -> Table {
+    Table::new(project, dataset, TWEETS_TABLE, tweets_schema())
+        .time_partitioning(TimePartitioning::per_day().field("local_date"))
+        .description("Curated tweets, one row per tweet; written by `cilvest daily`, one local day at a time")
+}
+
+/// The schema of `tweet_counts`.
+pub fn counts_schema() -> TableSchema {
+    let required = |mut field: TableFieldSchema| {
+        field.mode = Some("REQUIRED".to_owned());
+        field
+    };
+    TableSchema::new(vec![
+        required(TableFieldSchema::string("keyword")),
+        required(TableFieldSchema::date("local_date")),
+        required(TableFieldSchema::integer("local_hour")),
+        required(TableFieldSchema::timestamp("hour_start")),
+        required(TableFieldSchema::integer("tweets")),
+        required(TableFieldSchema::timestamp("fetched_at")),
+    ])
+}
+
+fn counts_table(project: &str, dataset: &str) -> Table {
+    Table::new(project, dataset, COUNTS_TABLE, counts_schema())
+        .time_partitioning(TimePartitioning::per_day().field("local_date"))
+        .description(
+            "Posts X counted per keyword and hour without reading them (counts mode); written by `cilvest daily`",
+        )
+}
+
+/// A staging table for one load. It carries a trailing nullable `dt` column besides the tweets' columns because
+/// the emulator's Parquet reader (DuckDB) adds the `dt=D` directory of the source path as a last column and
+/// inserts by position; BigQuery replaces the schema with the load's on WRITE_TRUNCATE, so there it is unused.
+fn staging_table(project: &str, dataset: &str, name: &str) -> Table {
+    let mut schema = tweets_schema();
+    if let Some(fields) = schema.fields.as_mut() {
+        fields.push(TableFieldSchema::date("dt"));
+    }
+    Table::new(project, dataset, name, schema).expiration_time(SystemTime::now() + STAGING_TTL)
+}
+
+/// One data mart: a table rebuilt from `tweets` after every load.
+#[derive(Debug, Clone)]
+pub struct Mart {
+    pub name: &'static str,
+    pub select: String,
+}
+
+/// The marts, as `SELECT`s over `tweets` and `counts` (quoted, fully qualified table names). Keyword marts count a
+/// tweet once for each keyword it mentions; authors are distinct non-null usernames. The keyword daily and hourly
+/// marts also hold the counted volumes, with `source = 'counted'` (read tweets have `source = 'read'`); a
+/// counted row has no authors and no share of the day, since X counts posts per query, not per distinct post.
+pub fn marts(tweets: &str, counts: &str) -> Vec<Mart> {
+    let per_keyword = format!("{tweets} AS t, UNNEST(t.keywords) AS keyword");
+    vec![
+        Mart {
+            name: "mart_total_tweets",
+            select: format!(
+                "SELECT COUNT(*) AS tweets, COUNT(DISTINCT username) AS authors, \
+                 MIN(local_date) AS first_day, MAX(local_date) AS last_day FROM {tweets}"
+            ),
+        },
+        Mart {
+            name: "mart_tweets_per_keyword",
+            select: format!(
+                "SELECT keyword, COUNT(*) AS tweets, COUNT(DISTINCT t.username) AS authors \
+                 FROM {per_keyword} GROUP BY keyword"
+            ),
+        },
+        // The moving average counts days without tweets as 0: the sum over the 7 calendar days ending that day, / 7.
+        Mart {
+            name: "mart_keyword_daily",
+            select: format!(
+                "WITH daily AS (SELECT keyword, t.local_date, COUNT(*) AS tweets, \
+                 COUNT(DISTINCT t.username) AS authors FROM {per_keyword} GROUP BY keyword, t.local_date), \
+                 totals AS (SELECT local_date, COUNT(*) AS day_tweets FROM {tweets} GROUP BY local_date), \
+                 counted AS (SELECT keyword, local_date, SUM(tweets) AS tweets FROM {counts} \
+                 GROUP BY keyword, local_date) \
+                 SELECT d.keyword, d.local_date, d.tweets, d.authors, \
+                 SUM(d.tweets) OVER (PARTITION BY d.keyword ORDER BY UNIX_DATE(d.local_date) \
+                 RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
+                 d.tweets / totals.day_tweets AS share_of_day, 'read' AS source \
+                 FROM daily AS d JOIN totals ON d.local_date = totals.local_date \
+                 UNION ALL \
+                 SELECT c.keyword, c.local_date, c.tweets, CAST(NULL AS INT64) AS authors, \
+                 SUM(c.tweets) OVER (PARTITION BY c.keyword ORDER BY UNIX_DATE(c.local_date) \
+                 RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
+                 CAST(NULL AS FLOAT64) AS share_of_day, 'counted' AS source FROM counted AS c"
+            ),
+        },
+        Mart {
+            name: "mart_keyword_hourly",
+            select: format!(
+                "SELECT keyword, t.local_date, t.local_hour, COUNT(*) AS tweets, 'read' AS source \
+                 FROM {per_keyword} GROUP BY keyword, t.local_date, t.local_hour \
+                 UNION ALL \
+                 SELECT keyword, local_date, local_hour, SUM(tweets) AS tweets, 'counted' AS source \
+                 FROM {counts} GROUP BY keyword, local_date, local_hour"
+            ),
+        },
+        // RANK, not ROW_NUMBER: users tied on the 10th place are all in, with the same rank.
+        Mart {
+            name: "mart_top_users",
+            select: format!(
+                "SELECT username, tweets, `rank` FROM (SELECT username, COUNT(*) AS tweets, \
+                 RANK() OVER (ORDER BY COUNT(*) DESC) AS `rank` FROM {tweets} \
+                 WHERE username IS NOT NULL GROUP BY username) WHERE `rank` <= 10"
+            ),
+        },
+        Mart {
+            name: "mart_top_users_per_keyword",
+            select: format!(
+                "SELECT keyword, username, tweets, `rank` FROM (SELECT keyword, t.username, COUNT(*) AS tweets, \
+                 RANK() OVER (PARTITION BY keyword ORDER BY COUNT(*) DESC) AS `rank` FROM {per_keyword} \
+                 WHERE t.username IS NOT NULL GROUP BY keyword, t.username) WHERE `rank` <= 10"
+            ),
+        },
+    ]
+}
+
+fn named_row(fields: &[TableFieldSchema], row: TableRow) -> Row {
+    let cells = row.columns.unwrap_or_default();
+    fields
+        .iter()
+        .zip(cells)
+        .map(|(field, cell)| (field.name.clone(), unwrap_cell(cell.value.unwrap_or(Value::Null))))
+        .collect()
+}
+
+/// Repeated values come as `[{"v": x}, …]`; keep just the values.
+fn unwrap_cell(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(mut cell) => unwrap_cell(cell.remove("v").unwrap_or(Value::Null)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn is_conflict(error: &BQError) -> bool {
+    matches!(error, BQError::ResponseError { error } if error.error.code == 409)
+}
+
+fn describe_bq_error(error: &BQError) -> String {
+    match error {
+        BQError::ResponseError { error } => format!("HTTP {}: {}", error.error.code, error.error.message),
+        other => other.to_string(),
+    }
+}
+
+fn describe_errors(errors: &[ErrorProto]) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.as_deref().unwrap_or("error"),
+                e.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// A job id no other job used: BigQuery rejects a reused one.
+fn job_id(kind: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("cilvest_daily_{kind}_{nanos:x}_{:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_cells_become_plain_arrays() {
+        let cell = serde_json::json!([{"v": "saham"}, {"v": "sukuk"}]);
+        assert_eq!(unwrap_cell(cell), serde_json::json!(["saham", "sukuk"]));
+        assert_eq!(unwrap_cell(serde_json::json!("3")), serde_json::json!("3"));
+    }
+
+    #[test]
+    fn every_mart_reads_the_qualified_tweets_table() {
+        for mart in marts("`p.d.tweets`", "`p.d.tweet_counts`") {
+            assert!(mart.name.starts_with("mart_"));
+            assert!(mart.select.contains("`p.d.tweets`"), "{}", mart.name);
+            if mart.name.starts_with("mart_keyword_") {
+                assert!(mart.select.contains("`p.d.tweet_counts`"), "{}", mart.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_schema_lists_the_columns_in_parquet_order() {
+        let names: Vec<String> = tweets_schema()
+            .fields
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, TWEETS_COLUMNS);
+    }
+}
