@@ -17,6 +17,17 @@ const REQUESTS: &str = "requests";
 const COUNT_REQUESTS: &str = "countRequests";
 const UNREAD_SINCE_ID: &str = "unreadSinceId";
 const UNREAD_UNTIL_ID: &str = "unreadUntilId";
+const REJECTION: &str = "xRejection";
+const REJECTION_MESSAGE: &str = "xRejectionMessage";
+
+/// X refuses the producer's requests: only a person can fix it (a revoked token, a query X does not accept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `unauthorized` (HTTP 401 or 403: the bearer token) or `rejected` (HTTP 400: the query).
+    pub kind: String,
+    /// X's own words, without the token.
+    pub message: String,
+}
 
 /// Posts X matched but the producer has not read yet: every id above `since_id` and below `until_id`. Left by a
 /// poll the budget cut short (search reads newest first); read before anything newer once the budget allows.
@@ -37,6 +48,8 @@ pub struct UsageRecord {
     pub requests: u64,
     pub count_requests: u64,
     pub unread: Option<Unread>,
+    /// Set while X refuses the producer's requests; cleared by the next answer.
+    pub rejection: Option<Rejection>,
 }
 
 /// The usage ConfigMap of `pipeline`.
@@ -59,6 +72,10 @@ impl UsageRecord {
             }
             data.insert(UNREAD_UNTIL_ID.to_owned(), unread.until_id.to_string());
         }
+        if let Some(rejection) = &self.rejection {
+            data.insert(REJECTION.to_owned(), rejection.kind.clone());
+            data.insert(REJECTION_MESSAGE.to_owned(), rejection.message.clone());
+        }
         data
     }
 
@@ -74,6 +91,10 @@ impl UsageRecord {
             unread: number(UNREAD_UNTIL_ID).map(|until_id| Unread {
                 since_id: number(UNREAD_SINCE_ID),
                 until_id,
+            }),
+            rejection: data.get(REJECTION).filter(|k| !k.is_empty()).map(|kind| Rejection {
+                kind: kind.clone(),
+                message: data.get(REJECTION_MESSAGE).cloned().unwrap_or_default(),
             }),
         })
     }
@@ -93,6 +114,10 @@ mod tests {
             unread: Some(Unread {
                 since_id: Some(7),
                 until_id: 99,
+            }),
+            rejection: Some(Rejection {
+                kind: "unauthorized".into(),
+                message: "X rejected the bearer token (HTTP 401): Unauthorized".into(),
             }),
         };
         assert_eq!(UsageRecord::from_data(&record.to_data()), Some(record));

@@ -1,5 +1,5 @@
-//! Applying children: the one server-side-apply helper, the live-state listing it compares against (restoring
-//! drift, see `drift`), and the deletion of labelled orphans.
+//! Applying children: the one server-side-apply helper, the live state it compares against (read from the
+//! controller's caches, restoring drift, see `drift`), and the deletion of labelled orphans.
 
 use std::{collections::BTreeMap, fmt::Debug};
 
@@ -14,14 +14,14 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     build::Resources,
     drift,
-    meta::{HASH_ANNOTATION, MANAGER, children_selector},
+    meta::{HASH_ANNOTATION, MANAGER},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("the cache of {kind} children has not listed yet: can the operator list and watch {kind}?")]
+    NotCached { kind: String },
     #[error("the {kind} API ({api_version}) is not served: is its operator installed?")]
     MissingCrd { kind: String, api_version: String },
 }
@@ -57,6 +59,7 @@ pub struct LiveChildren {
     /// Live external objects, kept whole for status (KafkaTopic readiness, Elasticsearch health).
     pub objects: BTreeMap<(String, String), DynamicObject>,
     pub deployments: Vec<Deployment>,
+    pub cron_jobs: Vec<CronJob>,
     /// `data` of the pipeline's X usage ConfigMap, as the producer wrote it.
     pub x_usage: Option<BTreeMap<String, String>>,
 }
@@ -87,61 +90,22 @@ pub struct ExternalApis {
     pub kibana: bool,
 }
 
-/// Read every child of `pipeline` in `namespace`, by label. A 404 on an external kind means its CRD is missing.
-pub async fn list_children(
-    client: &Client,
-    namespace: &str,
-    pipeline: &str,
-    externals: &[(ApiResource, bool)],
-) -> Result<(LiveChildren, Vec<bool>), ApplyError> {
-    let params = ListParams::default().labels(&children_selector(pipeline));
-    let mut live = LiveChildren::default();
-    let config_maps = list_typed::<ConfigMap>(client, namespace, &params).await?;
-    let usage_name = cilvest_crds::usage::usage_configmap_name(pipeline);
-    live.x_usage = config_maps
-        .iter()
-        .find(|map| map.name_any() == usage_name)
-        .and_then(|map| map.data.clone());
-    live.record(config_maps);
-    live.record(list_typed::<Role>(client, namespace, &params).await?);
-    live.record(list_typed::<RoleBinding>(client, namespace, &params).await?);
-    live.record(list_typed::<ServiceAccount>(client, namespace, &params).await?);
-    live.record(list_typed::<CronJob>(client, namespace, &params).await?);
-    let deployments = list_typed::<Deployment>(client, namespace, &params).await?;
-    live.record(deployments.clone());
-    live.deployments = deployments;
-    let mut served = Vec::new();
-    for (resource, _) in externals {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
-        match api.list(&params).await {
-            Ok(list) => {
-                served.push(true);
-                for object in list.items {
-                    let key = (resource.kind.clone(), object.name_any());
-                    live.children
-                        .insert(key.clone(), serde_json::to_value(&object).unwrap_or_default());
-                    live.objects.insert(key, object);
-                }
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => served.push(false),
-            Err(source) => {
-                return Err(ApplyError::List {
-                    kind: resource.kind.clone(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok((live, served))
-}
-
 impl LiveChildren {
-    fn record<K: Resource<DynamicType = ()> + Serialize>(&mut self, objects: Vec<K>) {
+    /// Remember `objects` (of one built-in kind) for the drift and orphan checks.
+    pub fn record<K: Resource<DynamicType = ()> + Serialize>(&mut self, objects: &[std::sync::Arc<K>]) {
         for object in objects {
             let key = (K::kind(&()).into_owned(), object.name_any());
             self.children
-                .insert(key, serde_json::to_value(&object).unwrap_or_default());
+                .insert(key, serde_json::to_value(object.as_ref()).unwrap_or_default());
         }
+    }
+
+    /// Remember an external child (KafkaTopic, Elasticsearch, Kibana), kept whole for status too.
+    pub fn record_external(&mut self, kind: &str, object: DynamicObject) {
+        let key = (kind.to_owned(), object.name_any());
+        self.children
+            .insert(key.clone(), serde_json::to_value(&object).unwrap_or_default());
+        self.objects.insert(key, object);
     }
 
     fn hash(&self, key: &(String, String)) -> Option<&str> {
@@ -151,20 +115,6 @@ impl LiveChildren {
             .get(HASH_ANNOTATION)?
             .as_str()
     }
-}
-
-async fn list_typed<K>(client: &Client, namespace: &str, params: &ListParams) -> Result<Vec<K>, ApplyError>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.list(params)
-        .await
-        .map(|l| l.items)
-        .map_err(|source| ApplyError::List {
-            kind: K::kind(&()).into_owned(),
-            source,
-        })
 }
 
 /// Apply every desired child that changed, then delete labelled children that are no longer desired.

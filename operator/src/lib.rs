@@ -18,6 +18,7 @@ pub mod cli;
 pub mod controller;
 pub mod cost;
 pub mod drift;
+pub mod health;
 pub mod leader;
 pub mod lint;
 pub mod meta;

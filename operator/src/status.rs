@@ -95,23 +95,36 @@ fn deployment_available(deployment: &Deployment) -> (bool, Option<String>) {
     }
 }
 
+/// The daily Job that finished last, if any has.
+pub fn newest_finished(jobs: &[Job]) -> Option<&Job> {
+    jobs.iter()
+        .filter_map(|job| {
+            let status = job.status.as_ref()?;
+            let condition = finished_condition(job)?;
+            let finished_at = status
+                .completion_time
+                .clone()
+                .or(condition.last_transition_time.clone())?;
+            Some((finished_at, job))
+        })
+        .max_by_key(|(at, _)| at.0)
+        .map(|(_, job)| job)
+}
+
+fn finished_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+}
+
 /// The most recent finished daily run: the summary the job wrote as its termination message, or, when it died
 /// without one, the Job's own failure reason.
 pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
-    let finished = jobs.iter().filter_map(|job| {
-        let status = job.status.as_ref()?;
-        let condition = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")?;
-        let finished_at = status
-            .completion_time
-            .clone()
-            .or(condition.last_transition_time.clone())?;
-        Some((finished_at, job, condition))
-    });
-    let (_, job, condition) = finished.max_by_key(|(at, _, _)| at.0)?;
+    let job = newest_finished(jobs)?;
+    let condition = finished_condition(job)?;
     let job_name = job.name_any();
     let message = pods
         .iter()

@@ -121,6 +121,7 @@ mod tests {
             requests: 3,
             count_requests: 10,
             unread: None,
+            rejection: None,
         }
         .to_data()
     }

@@ -12,39 +12,30 @@ use std::{
 };
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, Client, ResourceExt,
     api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
-use serde_json::json;
 
 use cilvest_crds::CilvestPipeline;
 use common::{
-    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, free_port, install_crd, install_crds_yaml,
-    labelled_children, temp_namespace, wait_until,
+    ECK_CRDS, Operator, STRIMZI_CRD, client, create_token_secret, delete_namespace, free_port, install_crd,
+    install_crds_yaml, labelled_children, temp_namespace, wait_until,
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 const MANAGED: &str = "app.kubernetes.io/managed-by=cilvest-operator";
 
+fn condition_status(pipeline: &CilvestPipeline, type_: &str) -> Option<String> {
+    common::condition(pipeline, type_).map(|(status, _, _)| status)
+}
+
 fn pipeline(name: &str) -> CilvestPipeline {
     let mut pipeline: CilvestPipeline = serde_saphyr::from_str(FULL).expect("example");
     pipeline.metadata.name = Some(name.to_owned());
     pipeline
-}
-
-async fn create_token_secret(client: &Client, ns: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cilvest-x-api"},
-        "stringData": {"bearerToken": "test-token-not-real"}
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
 }
 
 /// Every labelled child in `ns` as kind/name -> the uids of its owner references.
@@ -80,11 +71,6 @@ fn expected_children(name: &str, uid: &str) -> BTreeMap<String, Vec<String>> {
     names.into_iter().map(|n| (n, vec![uid.to_owned()])).collect()
 }
 
-fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<String> {
-    let status = pipeline.status.as_ref()?;
-    Some(status.conditions.iter().find(|c| c.type_ == type_)?.status.clone())
-}
-
 /// Wait until `name` has each of its children exactly once, every labelled child named after it is owned by it
 /// alone (children added later to the operator count too), and its status is for the current generation and says it
 /// is rolling out (Strimzi and ECK do not run here, so Progressing is as far as it gets).
@@ -108,7 +94,8 @@ async fn assert_converged(client: &Client, ns: &str, name: &str, seconds: u64) {
     wait_until("a status for the current generation", seconds, || async {
         let p = pipelines.get(name).await.ok()?;
         let status = p.status.as_ref()?;
-        (status.observed_generation == p.metadata.generation && condition(&p, "Progressing")? == "True").then_some(())
+        (status.observed_generation == p.metadata.generation && condition_status(&p, "Progressing")? == "True")
+            .then_some(())
     })
     .await;
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::Secret};
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use cilvest_crds::CilvestPipeline;
 use common::{
-    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, kubectl,
-    labelled_children, temp_namespace, wait_until,
+    ECK_CRDS, Operator, STRIMZI_CRD, client, condition, create_token_secret, delete_namespace, install_crd,
+    install_crds_yaml, kubectl, labelled_children, temp_namespace, wait_until,
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
@@ -26,18 +26,6 @@ fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
 
 fn full_pipeline() -> CilvestPipeline {
     serde_saphyr::from_str(FULL).expect("example")
-}
-
-async fn create_token_secret(client: &Client, ns: &str) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cilvest-x-api"},
-        "stringData": {"bearerToken": "test-token-not-real"}
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
 }
 
 async fn setup(test: &str) -> (Client, String, Api<CilvestPipeline>) {
@@ -56,12 +44,6 @@ async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
         .into_iter()
         .map(|(key, meta)| (key, meta.resource_version.unwrap_or_default()))
         .collect()
-}
-
-fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<(String, String, String)> {
-    let status = pipeline.status.as_ref()?;
-    let c = status.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 #[tokio::test]

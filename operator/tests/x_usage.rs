@@ -121,6 +121,7 @@ async fn the_producers_usage_reaches_status_and_the_budget_condition() {
         requests: 9,
         count_requests: 0,
         unread: None,
+        rejection: None,
     };
     let apply = PatchParams::apply(USAGE_FIELD_MANAGER).force();
     as_producer

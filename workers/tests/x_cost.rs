@@ -12,7 +12,11 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use cilvest_crds::{WorkerConfig, query::x_keyword_query, usage::UsageRecord};
-use cilvest_workers::{jobs::producer::Args, lake::counts};
+use cilvest_workers::{
+    jobs::producer::{Args, Producer},
+    lake::counts,
+    telemetry::Telemetry,
+};
 use clap::Parser;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
@@ -345,4 +349,43 @@ async fn counts_mode_makes_no_search_request_and_stores_the_fakes_hourly_counts(
         .delete_if_exists(warehouse.project(), &dataset, true)
         .await;
     let _ = std::fs::remove_dir_all(PathBuf::from(&root).join(&bucket));
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_recorded_for_the_operator_and_cleared_once_x_answers() {
+    let setup = setup(|_| {}).await;
+    let (api, name) = usage_configmap().await;
+    let token = std::fs::read_to_string(&setup.token_file).expect("token");
+    setup.fake.set_token("a-token-the-producer-does-not-have");
+    let producer = Producer::new(
+        setup.args(&["--x-usage-configmap", &name]),
+        Telemetry::new("cilvest_producer"),
+    )
+    .expect("producer");
+    tokio::time::timeout(std::time::Duration::from_secs(60), producer.run(std::future::pending()))
+        .await
+        .expect("a one-shot run ends")
+        .expect_err("a 401 ends a one-shot run");
+    // What the operator turns into Degraded=True, reason XUnauthorized (operator/tests/health.rs).
+    let rejection = stored_usage(&api, &name)
+        .await
+        .rejection
+        .expect("the rejection is in the usage record");
+    assert_eq!(rejection.kind, "unauthorized");
+    assert!(rejection.message.contains("HTTP 401"), "{}", rejection.message);
+    assert!(
+        !rejection.message.contains(token.trim()),
+        "the token leaked into the record"
+    );
+
+    setup.fake.set_token(token.trim());
+    run_once(setup.args(&["--x-usage-configmap", &name])).await;
+    assert_eq!(
+        stored_usage(&api, &name).await.rejection,
+        None,
+        "cleared once X answers"
+    );
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete the usage ConfigMap");
 }

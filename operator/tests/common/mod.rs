@@ -7,7 +7,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         batch::v1::CronJob,
-        core::v1::{ConfigMap, Namespace, ServiceAccount},
+        core::v1::{ConfigMap, Namespace, Secret, ServiceAccount},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -260,4 +260,24 @@ pub async fn labelled_children(client: &Client, ns: &str) -> BTreeMap<String, Ob
         }
     }
     out
+}
+
+/// The X token Secret every example pipeline references (`cilvest-x-api`, key `bearerToken`).
+pub async fn create_token_secret(client: &Client, ns: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "cilvest-x-api"},
+        "stringData": {"bearerToken": "test-token-not-real"}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+}
+
+/// Status, reason and message of one of the pipeline's conditions.
+pub fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<(String, String, String)> {
+    let status = pipeline.status.as_ref()?;
+    let c = status.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }

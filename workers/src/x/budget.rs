@@ -92,6 +92,7 @@ impl Budget {
             self.usage = UsageRecord {
                 month,
                 unread: self.usage.unread,
+                rejection: self.usage.rejection.clone(),
                 ..UsageRecord::default()
             };
         }
@@ -148,6 +149,13 @@ impl Budget {
     pub fn record_counts(&mut self, now: DateTime<Utc>) {
         self.roll(now);
         self.usage.count_requests += 1;
+    }
+
+    /// Remember that X refuses the producer's requests (`None`: it answers again). Returns whether it changed.
+    pub fn set_rejection(&mut self, rejection: Option<cilvest_crds::usage::Rejection>) -> bool {
+        let changed = self.usage.rejection != rejection;
+        self.usage.rejection = rejection;
+        changed
     }
 
     pub fn set_unread(&mut self, unread: Option<Unread>) {
@@ -337,6 +345,7 @@ mod tests {
             requests: 2,
             count_requests: 3,
             unread: None,
+            rejection: None,
         };
         let budget = Budget::new(&spec(Some(100), None), Some(stored.clone()), now);
         assert_eq!(budget.usage(), &stored);

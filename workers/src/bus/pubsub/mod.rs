@@ -14,6 +14,12 @@
 //! No ordering key is set: nothing downstream depends on delivery order (resume uses the checkpoint, and the
 //! lake's objects are per day), and one key would cap the topic at Pub/Sub's per-key throughput limit.
 
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use error::PubSubError;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
@@ -39,56 +45,6 @@ const MAX_PUBLISH_BYTES: usize = 7 << 20;
 /// Ack ids per acknowledge or modifyAckDeadline request (the request is limited to 512 KiB).
 const ACK_IDS_PER_REQUEST: usize = 1000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum PubSubError {
-    #[error("failed to get a google access token for pub/sub: {0}")]
-    Token(String),
-    #[error("failed to build the pub/sub http client: {0}")]
-    Client(reqwest::Error),
-    #[error("pub/sub {what} failed: {source}")]
-    Http { what: String, source: reqwest::Error },
-    #[error("pub/sub {what} answered {code} {status}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        status: String,
-        message: String,
-    },
-    #[error("pub/sub {what} answered with an unreadable body: {source}")]
-    Body { what: String, source: serde_json::Error },
-    #[error("message {message_id} from {subscription} carries data that is not base64: {source}")]
-    Data {
-        subscription: String,
-        message_id: String,
-        source: base64::DecodeError,
-    },
-}
-
-impl PubSubError {
-    /// Low-cardinality category, used as a metric label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Token(_) | Self::Client(_) => "auth",
-            Self::Http { .. } => "http",
-            Self::Api { .. } => "api",
-            Self::Body { .. } | Self::Data { .. } => "body",
-        }
-    }
-
-    /// Worth retrying as it is: network trouble, throttling, server errors.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Http { .. } | Self::Token(_) => true,
-            Self::Api { code, .. } => *code == 429 || *code >= 500,
-            _ => false,
-        }
-    }
-
-    fn is_already_exists(&self) -> bool {
-        matches!(self, Self::Api { code: 409, .. })
-    }
-}
 
 /// Project, topic and subscription IDs of one pipeline's bus.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -506,32 +462,5 @@ impl Publisher {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(id: u64, size: usize) -> Record {
-        Record {
-            id,
-            value: vec![b'x'; size],
-        }
-    }
-
-    #[test]
-    fn publish_requests_stay_under_the_message_and_byte_limits() {
-        let many: Vec<Record> = (0..2500).map(|i| record(i, 10)).collect();
-        let chunks = publish_chunks(&many);
-        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [1000, 1000, 500]);
-        let big: Vec<Record> = (0..10).map(|i| record(i, 2 << 20)).collect();
-        let chunks = publish_chunks(&big);
-        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= 2));
-        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 10);
-        assert_eq!(chunks[0][0].id, 0, "order is kept");
-        assert!(publish_chunks(&[]).is_empty());
-        // One record over the limit still goes out, alone.
-        assert_eq!(publish_chunks(&[record(1, 9 << 20)]).len(), 1);
     }
 }

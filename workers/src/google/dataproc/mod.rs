@@ -9,10 +9,17 @@
 //! The cluster's `autoDeleteTtl` is the backstop: even a run killed with SIGKILL cannot leave its cluster running
 //! past the spec's `maxLifetime`, and the next run deletes it at its start anyway.
 
+mod error;
+mod requests;
+
+pub use error::DataprocError;
+pub use requests::{
+    ClusterRequest, cluster_request, duration_string, label_value, labels, resource_name, script_path, transform_config,
+};
+use requests::{encode, request_id};
+
 use std::{future::Future, time::Duration};
 
-use chrono::NaiveDate;
-use cilvest_crds::CilvestPipelineSpec;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -20,7 +27,7 @@ use tokio::time::Instant;
 use crate::{google::auth::GoogleToken, retry::Backoff};
 
 /// The PySpark transform, shipped inside the binary and uploaded to the lake before each run.
-pub const TRANSFORM_PY: &str = include_str!("../../spark/transform.py");
+pub const TRANSFORM_PY: &str = include_str!("../../../spark/transform.py");
 /// The label every cluster of a pipeline carries, so a later run finds what a crashed one left behind.
 pub const PIPELINE_LABEL: &str = "cilvest-pipeline";
 /// The label carrying the pipeline's namespace: two namespaces may hold pipelines of the same name.
@@ -34,76 +41,6 @@ pub const IDLE_DELETE_TTL: Duration = Duration::from_secs(600);
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Attempts at deleting a cluster: a transient 5xx must not leak the cluster.
 const DELETE_ATTEMPTS: u32 = 6;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DataprocError {
-    #[error("failed to get a google access token: {0}")]
-    Token(String),
-    #[error("failed to call dataproc {what}: {source}")]
-    Http {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("dataproc refused to {what}: {code} {status}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        status: String,
-        message: String,
-    },
-    #[error("failed to create dataproc cluster {cluster}: {message}")]
-    ClusterFailed { cluster: String, message: String },
-    #[error("dataproc job {job} on cluster {cluster} failed: {state}: {message}")]
-    JobFailed {
-        cluster: String,
-        job: String,
-        state: String,
-        message: String,
-    },
-    #[error("dataproc serverless batch {batch} failed: {state}: {message}")]
-    BatchFailed {
-        batch: String,
-        state: String,
-        message: String,
-    },
-    #[error("dataproc {what} did not finish within {deadline:?}")]
-    Deadline { what: String, deadline: Duration },
-    #[error("terminated while {what} was running; it was cleaned up")]
-    Terminated { what: String },
-    #[error("failed to delete dataproc cluster {cluster}: {message}")]
-    DeleteFailed { cluster: String, message: String },
-    #[error("invalid worker configuration: {0}")]
-    Spec(#[from] cilvest_crds::InvalidSpec),
-    #[error("transform.engine is native: there is nothing to run on dataproc")]
-    NativeEngine,
-    #[error("transform.engine needs spec.transform.{0}")]
-    MissingSettings(&'static str),
-    #[error("failed to {what} {path} in the lake: {source}")]
-    Lake {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: object_store::Error,
-    },
-    #[error("failed to read the spark job's output: {0}")]
-    Output(String),
-}
-
-impl DataprocError {
-    /// Worth retrying: rate limits and server errors.
-    fn is_transient(&self) -> bool {
-        match self {
-            Self::Api { code, .. } => *code == 429 || *code >= 500,
-            Self::Http { .. } => true,
-            _ => false,
-        }
-    }
-
-    fn is_not_found(&self) -> bool {
-        matches!(self, Self::Api { code: 404, .. })
-    }
-}
 
 /// The workers' Google credentials, checked now: a run without any fails before it creates anything.
 pub async fn credentials() -> Result<GoogleToken, DataprocError> {
@@ -517,125 +454,4 @@ impl Client {
             () = shutdown => Err(DataprocError::Terminated { what: format!("batch {batch_id}") }),
         }
     }
-}
-
-/// A cluster to create: its name, its pipeline and the `clusters.create` body.
-#[derive(Clone, Debug)]
-pub struct ClusterRequest {
-    pub name: String,
-    pub namespace: String,
-    pub pipeline: String,
-    pub body: Value,
-}
-
-/// The labels of a run's cluster, job or batch.
-pub fn labels(namespace: &str, pipeline: &str, date: NaiveDate) -> Value {
-    json!({
-        NAMESPACE_LABEL: label_value(namespace),
-        PIPELINE_LABEL: label_value(pipeline),
-        DATE_LABEL: date.to_string(),
-        "managed-by": "cilvest",
-    })
-}
-
-/// The `clusters.create` request for one run of `pipeline` on `date`; `run` makes the name unique per attempt.
-/// `lifetime` is the spec's `maxLifetime`, parsed (`cilvest_crds::Pipeline::dataproc_max_lifetime`).
-pub fn cluster_request(
-    settings: &cilvest_crds::Dataproc,
-    lifetime: Duration,
-    namespace: &str,
-    pipeline: &str,
-    date: NaiveDate,
-    run: &str,
-) -> ClusterRequest {
-    let name = resource_name(pipeline, date, run, 51);
-    let mut config = json!({
-        "masterConfig": {"numInstances": 1, "machineTypeUri": settings.master_machine_type},
-        "softwareConfig": {"imageVersion": settings.image_version},
-        "lifecycleConfig": {
-            "autoDeleteTtl": duration_string(lifetime),
-            "idleDeleteTtl": duration_string(IDLE_DELETE_TTL.min(lifetime)),
-        },
-    });
-    if settings.workers > 0 {
-        config["workerConfig"] =
-            json!({"numInstances": settings.workers, "machineTypeUri": settings.worker_machine_type});
-    } else {
-        config["softwareConfig"]["properties"] = json!({"dataproc:dataproc.allow.zero.workers": "true"});
-    }
-    ClusterRequest {
-        body: json!({
-            "projectId": settings.project,
-            "clusterName": name,
-            "labels": labels(namespace, pipeline, date),
-            "config": config,
-        }),
-        name,
-        namespace: namespace.to_owned(),
-        pipeline: pipeline.to_owned(),
-    }
-}
-
-/// `cilvest-<pipeline>-<yyyymmdd>-<run>` within `limit` characters (clusters: 51, batches: 63): lowercase letters,
-/// digits and hyphens, starting with a letter. The pipeline part is shortened, never the run, so names stay unique.
-pub fn resource_name(pipeline: &str, date: NaiveDate, run: &str, limit: usize) -> String {
-    let run = label_value(run).replace('_', "-");
-    let fixed = "cilvest---".len() + 8 + run.len();
-    let mut pipeline = label_value(pipeline).replace('_', "-");
-    pipeline.truncate(limit.saturating_sub(fixed));
-    let pipeline = pipeline.trim_matches('-');
-    format!("cilvest-{pipeline}-{}-{run}", date.format("%Y%m%d"))
-}
-
-/// A protobuf Duration in JSON: whole seconds, `"7200s"`.
-pub fn duration_string(duration: Duration) -> String {
-    format!("{}s", duration.as_secs())
-}
-
-/// Label values: lowercase letters, digits, `-` and `_`, at most 63 characters.
-pub fn label_value(text: &str) -> String {
-    let mut value: String = text
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '-' | '_') => c,
-            _ => '-',
-        })
-        .collect();
-    value.truncate(63);
-    value
-}
-
-fn encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// Idempotency key of a create or submit call (at most 40 characters), so a retried request cannot create a
-/// second cluster. The end of the name is kept: it holds the run id that tells attempts apart.
-fn request_id(name: &str) -> String {
-    let id: Vec<char> = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    id[id.len().saturating_sub(40)..].iter().collect()
-}
-
-/// `jobs/transform-<sha256 prefix>.py`: the script's lake path, named by its content so runs never overwrite a
-/// version another run is still reading.
-pub fn script_path() -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, TRANSFORM_PY.as_bytes());
-    let hex: String = digest.as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("jobs/transform-{hex}.py")
-}
-
-/// The one argument of `transform.py`: the pipeline's rules and the day's input and output folders.
-pub fn transform_config(spec: &CilvestPipelineSpec, date: NaiveDate, raw: &str, out: &str) -> String {
-    json!({
-        "keywords": spec.keywords.iter().map(|k| json!({"name": k.name, "terms": k.terms})).collect::<Vec<_>>(),
-        "mode": spec.matching.mode,
-        "language": spec.language,
-        "dropRetweets": spec.drop_retweets,
-        "timeZone": spec.schedule.time_zone,
-        "runs": [{"date": date.to_string(), "raw": raw, "out": out}],
-    })
-    .to_string()
 }

@@ -10,10 +10,24 @@
 //! Loading is free where streaming inserts are billed, and the single MERGE statement is atomic, so readers see
 //! day D either before or after a run, never half of it, and running a day twice leaves the same rows.
 
+mod connect;
+mod marts;
+mod results;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use connect::client;
+use connect::{Credentials, token_and_url};
+pub use marts::{Mart, marts};
+use results::{describe_bq_error, describe_errors, is_conflict, job_id, named_row, truncate};
+pub use schema::{TWEETS_COLUMNS, counts_schema, tweets_schema};
+use schema::{counts_table, staging_table, tweets_table};
+
 use std::{
     collections::BTreeMap,
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use chrono::NaiveDate;
@@ -23,16 +37,15 @@ use gcp_bigquery_client::{
     client_builder::ClientBuilder,
     error::BQError,
     model::{
-        data_format_options::DataFormatOptions, dataset::Dataset, error_proto::ErrorProto,
+        data_format_options::DataFormatOptions, dataset::Dataset,
         get_query_results_parameters::GetQueryResultsParameters, job::Job, job_configuration::JobConfiguration,
         job_configuration_load::JobConfigurationLoad, job_reference::JobReference, query_request::QueryRequest,
-        table::Table, table_field_schema::TableFieldSchema, table_reference::TableReference, table_row::TableRow,
-        table_schema::TableSchema, time_partitioning::TimePartitioning,
+        table::Table, table_reference::TableReference, table_schema::TableSchema,
     },
 };
 use serde_json::Value;
 
-use crate::{google::auth::GoogleToken, lake::counts::CountedHour};
+use crate::lake::counts::CountedHour;
 
 /// Environment variable naming a BigQuery emulator base URL such as `http://127.0.0.1:9050`.
 pub const BQ_ENDPOINT_ENV: &str = "CILVEST_BQ_ENDPOINT";
@@ -83,40 +96,6 @@ pub enum WarehouseError {
     Timeout { job: String, timeout: Duration },
     #[error("failed to {what}: {message}")]
     Query { what: String, message: String },
-}
-
-/// The BigQuery client's view of the workers' one token provider.
-#[derive(Clone, Debug)]
-struct Credentials(GoogleToken);
-
-#[async_trait::async_trait]
-impl Authenticator for Credentials {
-    async fn access_token(&self) -> Result<String, BQError> {
-        self.0.token(BIGQUERY_SCOPE).await.map_err(|e| {
-            BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e.to_string()))
-        })
-    }
-}
-
-/// A client for `endpoint` (an emulator) or, without one, for BigQuery with the workers' Google credentials.
-pub async fn client(endpoint: Option<&str>) -> Result<Client, BQError> {
-    let (token, base_url) = token_and_url(endpoint);
-    ClientBuilder::new()
-        .with_v2_base_url(base_url)
-        .build_from_authenticator(Arc::new(Credentials(token)))
-        .await
-}
-
-/// The credentials and the v2 base URL: an emulator's (any token) or Google's.
-fn token_and_url(endpoint: Option<&str>) -> (GoogleToken, String) {
-    match endpoint {
-        Some(endpoint) => (GoogleToken::emulator(), emulator_v2_url(endpoint)),
-        None => (GoogleToken::from_env(), GOOGLE_V2_URL.to_owned()),
-    }
-}
-
-fn emulator_v2_url(endpoint: &str) -> String {
-    format!("{}/bigquery/v2", endpoint.trim_end_matches('/'))
 }
 
 /// One result row, by column name. Repeated columns are JSON arrays of their values; TIMESTAMPs are integer
@@ -498,261 +477,5 @@ impl Warehouse {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The columns of `tweets`, in the curated Parquet's order (the emulator loads Parquet by position).
-pub const TWEETS_COLUMNS: [&str; 9] = [
-    "id",
-    "created_at",
-    "local_date",
-    "local_hour",
-    "username",
-    "text",
-    "text_clean",
-    "lang",
-    "keywords",
-];
-
-/// The schema of `tweets`, its staging tables and the load job.
-pub fn tweets_schema() -> TableSchema {
-    let required = |mut field: TableFieldSchema| {
-        field.mode = Some("REQUIRED".to_owned());
-        field
-    };
-    let mut keywords = TableFieldSchema::string("keywords");
-    keywords.mode = Some("REPEATED".to_owned());
-    TableSchema::new(vec![
-        required(TableFieldSchema::string("id")),
-        required(TableFieldSchema::timestamp("created_at")),
-        required(TableFieldSchema::date("local_date")),
-        required(TableFieldSchema::integer("local_hour")),
-        TableFieldSchema::string("username"),
-        required(TableFieldSchema::string("text")),
-        required(TableFieldSchema::string("text_clean")),
-        required(TableFieldSchema::string("lang")),
-        keywords,
-    ])
-}
-
-/// `tweets`, partitioned by local day so that a day is replaced by touching one partition. Not clustered:
-/// BigQuery cannot cluster on a REPEATED column such as `keywords`, and a day is a few MB.
-fn tweets_table(project: &str, dataset: &str) -> Table {
-    Table::new(project, dataset, TWEETS_TABLE, tweets_schema())
-        .time_partitioning(TimePartitioning::per_day().field("local_date"))
-        .description("Curated tweets, one row per tweet; written by `cilvest daily`, one local day at a time")
-}
-
-/// The schema of `tweet_counts`.
-pub fn counts_schema() -> TableSchema {
-    let required = |mut field: TableFieldSchema| {
-        field.mode = Some("REQUIRED".to_owned());
-        field
-    };
-    TableSchema::new(vec![
-        required(TableFieldSchema::string("keyword")),
-        required(TableFieldSchema::date("local_date")),
-        required(TableFieldSchema::integer("local_hour")),
-        required(TableFieldSchema::timestamp("hour_start")),
-        required(TableFieldSchema::integer("tweets")),
-        required(TableFieldSchema::timestamp("fetched_at")),
-    ])
-}
-
-fn counts_table(project: &str, dataset: &str) -> Table {
-    Table::new(project, dataset, COUNTS_TABLE, counts_schema())
-        .time_partitioning(TimePartitioning::per_day().field("local_date"))
-        .description(
-            "Posts X counted per keyword and hour without reading them (counts mode); written by `cilvest daily`",
-        )
-}
-
-/// A staging table for one load. It carries a trailing nullable `dt` column besides the tweets' columns because
-/// the emulator's Parquet reader (DuckDB) adds the `dt=D` directory of the source path as a last column and
-/// inserts by position; BigQuery replaces the schema with the load's on WRITE_TRUNCATE, so there it is unused.
-fn staging_table(project: &str, dataset: &str, name: &str) -> Table {
-    let mut schema = tweets_schema();
-    if let Some(fields) = schema.fields.as_mut() {
-        fields.push(TableFieldSchema::date("dt"));
-    }
-    Table::new(project, dataset, name, schema).expiration_time(SystemTime::now() + STAGING_TTL)
-}
-
-/// One data mart: a table rebuilt from `tweets` after every load.
-#[derive(Debug, Clone)]
-pub struct Mart {
-    pub name: &'static str,
-    pub select: String,
-}
-
-/// The marts, as `SELECT`s over `tweets` and `counts` (quoted, fully qualified table names). Keyword marts count a
-/// tweet once for each keyword it mentions; authors are distinct non-null usernames. The keyword daily and hourly
-/// marts also hold the counted volumes, with `source = 'counted'` (read tweets have `source = 'read'`); a
-/// counted row has no authors and no share of the day, since X counts posts per query, not per distinct post.
-pub fn marts(tweets: &str, counts: &str) -> Vec<Mart> {
-    let per_keyword = format!("{tweets} AS t, UNNEST(t.keywords) AS keyword");
-    vec![
-        Mart {
-            name: "mart_total_tweets",
-            select: format!(
-                "SELECT COUNT(*) AS tweets, COUNT(DISTINCT username) AS authors, \
-                 MIN(local_date) AS first_day, MAX(local_date) AS last_day FROM {tweets}"
-            ),
-        },
-        Mart {
-            name: "mart_tweets_per_keyword",
-            select: format!(
-                "SELECT keyword, COUNT(*) AS tweets, COUNT(DISTINCT t.username) AS authors \
-                 FROM {per_keyword} GROUP BY keyword"
-            ),
-        },
-        // The moving average counts days without tweets as 0: the sum over the 7 calendar days ending that day, / 7.
-        Mart {
-            name: "mart_keyword_daily",
-            select: format!(
-                "WITH daily AS (SELECT keyword, t.local_date, COUNT(*) AS tweets, \
-                 COUNT(DISTINCT t.username) AS authors FROM {per_keyword} GROUP BY keyword, t.local_date), \
-                 totals AS (SELECT local_date, COUNT(*) AS day_tweets FROM {tweets} GROUP BY local_date), \
-                 counted AS (SELECT keyword, local_date, SUM(tweets) AS tweets FROM {counts} \
-                 GROUP BY keyword, local_date) \
-                 SELECT d.keyword, d.local_date, d.tweets, d.authors, \
-                 SUM(d.tweets) OVER (PARTITION BY d.keyword ORDER BY UNIX_DATE(d.local_date) \
-                 RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
-                 d.tweets / totals.day_tweets AS share_of_day, 'read' AS source \
-                 FROM daily AS d JOIN totals ON d.local_date = totals.local_date \
-                 UNION ALL \
-                 SELECT c.keyword, c.local_date, c.tweets, CAST(NULL AS INT64) AS authors, \
-                 SUM(c.tweets) OVER (PARTITION BY c.keyword ORDER BY UNIX_DATE(c.local_date) \
-                 RANGE BETWEEN 6 PRECEDING AND CURRENT ROW) / 7.0 AS tweets_7d_avg, \
-                 CAST(NULL AS FLOAT64) AS share_of_day, 'counted' AS source FROM counted AS c"
-            ),
-        },
-        Mart {
-            name: "mart_keyword_hourly",
-            select: format!(
-                "SELECT keyword, t.local_date, t.local_hour, COUNT(*) AS tweets, 'read' AS source \
-                 FROM {per_keyword} GROUP BY keyword, t.local_date, t.local_hour \
-                 UNION ALL \
-                 SELECT keyword, local_date, local_hour, SUM(tweets) AS tweets, 'counted' AS source \
-                 FROM {counts} GROUP BY keyword, local_date, local_hour"
-            ),
-        },
-        // RANK, not ROW_NUMBER: users tied on the 10th place are all in, with the same rank.
-        Mart {
-            name: "mart_top_users",
-            select: format!(
-                "SELECT username, tweets, `rank` FROM (SELECT username, COUNT(*) AS tweets, \
-                 RANK() OVER (ORDER BY COUNT(*) DESC) AS `rank` FROM {tweets} \
-                 WHERE username IS NOT NULL GROUP BY username) WHERE `rank` <= 10"
-            ),
-        },
-        Mart {
-            name: "mart_top_users_per_keyword",
-            select: format!(
-                "SELECT keyword, username, tweets, `rank` FROM (SELECT keyword, t.username, COUNT(*) AS tweets, \
-                 RANK() OVER (PARTITION BY keyword ORDER BY COUNT(*) DESC) AS `rank` FROM {per_keyword} \
-                 WHERE t.username IS NOT NULL GROUP BY keyword, t.username) WHERE `rank` <= 10"
-            ),
-        },
-    ]
-}
-
-fn named_row(fields: &[TableFieldSchema], row: TableRow) -> Row {
-    let cells = row.columns.unwrap_or_default();
-    fields
-        .iter()
-        .zip(cells)
-        .map(|(field, cell)| (field.name.clone(), unwrap_cell(cell.value.unwrap_or(Value::Null))))
-        .collect()
-}
-
-/// Repeated values come as `[{"v": x}, …]`; keep just the values.
-fn unwrap_cell(value: Value) -> Value {
-    match value {
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|item| match item {
-                    Value::Object(mut cell) => unwrap_cell(cell.remove("v").unwrap_or(Value::Null)),
-                    other => other,
-                })
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-fn is_conflict(error: &BQError) -> bool {
-    matches!(error, BQError::ResponseError { error } if error.error.code == 409)
-}
-
-fn describe_bq_error(error: &BQError) -> String {
-    match error {
-        BQError::ResponseError { error } => format!("HTTP {}: {}", error.error.code, error.error.message),
-        other => other.to_string(),
-    }
-}
-
-fn describe_errors(errors: &[ErrorProto]) -> String {
-    errors
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e.reason.as_deref().unwrap_or("error"),
-                e.message.as_deref().unwrap_or("")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
-
-/// A job id no other job used: BigQuery rejects a reused one.
-fn job_id(kind: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("cilvest_daily_{kind}_{nanos:x}_{:x}", std::process::id())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_cells_become_plain_arrays() {
-        let cell = serde_json::json!([{"v": "saham"}, {"v": "sukuk"}]);
-        assert_eq!(unwrap_cell(cell), serde_json::json!(["saham", "sukuk"]));
-        assert_eq!(unwrap_cell(serde_json::json!("3")), serde_json::json!("3"));
-    }
-
-    #[test]
-    fn every_mart_reads_the_qualified_tweets_table() {
-        for mart in marts("`p.d.tweets`", "`p.d.tweet_counts`") {
-            assert!(mart.name.starts_with("mart_"));
-            assert!(mart.select.contains("`p.d.tweets`"), "{}", mart.name);
-            if mart.name.starts_with("mart_keyword_") {
-                assert!(mart.select.contains("`p.d.tweet_counts`"), "{}", mart.name);
-            }
-        }
-    }
-
-    #[test]
-    fn the_schema_lists_the_columns_in_parquet_order() {
-        let names: Vec<String> = tweets_schema()
-            .fields
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
-        assert_eq!(names, TWEETS_COLUMNS);
     }
 }

@@ -1,0 +1,267 @@
+//! Health that tells the truth, against the real API server and controller manager: a failed daily run, a worker
+//! that cannot start and X refusing the token each make the pipeline `Degraded` with its own reason, a Warning
+//! Event and the `Degraded` printer column; fixing the cause clears it. Pod and Job status are patched where no
+//! kubelet runs them (the real-node end-to-end test runs real pods); the rules on time (readiness for 10 minutes,
+//! a day without a run) are unit tests in `src/health/tests.rs`.
+
+mod common;
+
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{ConfigMap, Pod},
+};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+use cilvest_crds::{
+    CilvestPipeline,
+    usage::{Rejection, UsageRecord},
+};
+use common::{
+    Operator, STRIMZI_CRD, client, condition, create_token_secret, delete_namespace, install_crd, install_crds_yaml,
+    kubectl, temp_namespace, wait_until,
+};
+
+const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "cilvest-operator",
+        "app.kubernetes.io/component": component,
+        "cilvest.io/pipeline": "minimal",
+    })
+}
+
+/// A ready minimal pipeline in a new namespace, with its operator.
+async fn ready_pipeline(test: &str) -> (Client, String, Api<CilvestPipeline>, Operator) {
+    let client = client().await;
+    install_crd(&client).await;
+    install_crds_yaml(&client, STRIMZI_CRD).await;
+    let ns = temp_namespace(&client, test).await;
+    create_token_secret(&client, &ns).await;
+    let operator = Operator::start(&ns, None);
+    let pipelines: Api<CilvestPipeline> = Api::namespaced(client.clone(), &ns);
+    let pipeline: CilvestPipeline = serde_saphyr::from_str(MINIMAL).expect("example");
+    pipelines
+        .create(&PostParams::default(), &pipeline)
+        .await
+        .expect("create pipeline");
+    let topics: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "kafka.strimzi.io",
+            "v1",
+            "KafkaTopic",
+        )),
+    );
+    wait_until("the raw topic", 60, || async {
+        topics.get_opt("minimal-raw").await.ok()?
+    })
+    .await;
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    topics
+        .patch_status("minimal-raw", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .expect("topic status");
+    wait_until("the pipeline to become Ready", 90, || async {
+        let p = pipelines.get("minimal").await.ok()?;
+        (condition(&p, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    (client, ns, pipelines, operator)
+}
+
+async fn degraded_with(pipelines: &Api<CilvestPipeline>, reason: &str) -> (String, String) {
+    wait_until(&format!("Degraded={reason}"), 60, || async {
+        let p = pipelines.get("minimal").await.ok()?;
+        let (status, found, message) = condition(&p, "Degraded")?;
+        if status != "True" || found != reason {
+            return None;
+        }
+        Some((p.status?.phase?, message))
+    })
+    .await
+}
+
+async fn healthy_again(pipelines: &Api<CilvestPipeline>) {
+    wait_until("the pipeline to be Ready again", 90, || async {
+        let p = pipelines.get("minimal").await.ok()?;
+        (condition(&p, "Degraded")?.0 == "False" && condition(&p, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+}
+
+/// The Warning Events the operator published about the pipeline, by reason.
+fn warnings(ns: &str, reason: &str) -> Vec<Value> {
+    let output = kubectl()
+        .args(["get", "events.events.k8s.io", "-n", ns, "-o", "json"])
+        .output()
+        .expect("kubectl get events");
+    let events: Value = serde_json::from_slice(&output.stdout).expect("events json");
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason && e["type"] == "Warning" && e["regarding"]["kind"] == "CilvestPipeline")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_daily_run_degrades_the_pipeline_until_the_next_success() {
+    let (client, ns, pipelines, operator) = ready_pipeline("health-daily").await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    // A daily Job as the CronJob makes them, managed by no controller here (`managedBy`), so its status is ours.
+    let job = |name: &str| -> Job {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels("daily")},
+            "spec": {
+                "managedBy": "cilvest.io/health-test",
+                "template": {
+                    "metadata": {"labels": labels("daily")},
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "daily", "image": "cilvest:test"}]}
+                }
+            }
+        }))
+        .expect("job")
+    };
+    let finish = |condition: &str, message: &str| {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let interim = if condition == "Failed" {
+            "FailureTarget"
+        } else {
+            "SuccessCriteriaMet"
+        };
+        let mut status = json!({
+            "startTime": now,
+            "conditions": [
+                {"type": interim, "status": "True", "reason": "Test", "message": message, "lastTransitionTime": now},
+                {"type": condition, "status": "True", "reason": "Test", "message": message, "lastTransitionTime": now}
+            ]
+        });
+        if condition == "Complete" {
+            status["completionTime"] = json!(now);
+            status["succeeded"] = json!(1);
+        } else {
+            status["failed"] = json!(1);
+        }
+        json!({ "status": status })
+    };
+    jobs.create(&PostParams::default(), &job("minimal-daily-1"))
+        .await
+        .expect("create job");
+    jobs.patch_status(
+        "minimal-daily-1",
+        &PatchParams::default(),
+        &Patch::Merge(&finish("Failed", "BackoffLimitExceeded: BigQuery refused the load")),
+    )
+    .await
+    .expect("fail the job");
+    let (phase, message) = degraded_with(&pipelines, "DailyRunFailed").await;
+    assert_eq!(phase, "Degraded");
+    assert!(message.contains("BigQuery refused the load"), "{message}");
+    let events = warnings(&ns, "DailyRunFailed");
+    assert_eq!(events.len(), 1, "one Warning Event per failed run: {events:?}");
+    // `kubectl get cvp` shows it.
+    let table = kubectl()
+        .args(["get", "cvp", "minimal", "-n", &ns])
+        .output()
+        .expect("kubectl get cvp");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("DEGRADED") && table.contains("DailyRunFailed"),
+        "{table}"
+    );
+
+    // The next run succeeds: the pipeline is Ready again.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    jobs.create(&PostParams::default(), &job("minimal-daily-2"))
+        .await
+        .expect("create job");
+    jobs.patch_status(
+        "minimal-daily-2",
+        &PatchParams::default(),
+        &Patch::Merge(&finish("Complete", "done")),
+    )
+    .await
+    .expect("complete the job");
+    healthy_again(&pipelines).await;
+    drop(operator);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_start_degrades_the_pipeline_with_the_pods_reason() {
+    let (client, ns, pipelines, operator) = ready_pipeline("health-pod").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // A producer pod held back from scheduling (so no kwok node takes it), whose status says what a kubelet says of
+    // a container that keeps exiting.
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "minimal-producer-crash", "labels": labels("producer")},
+        "spec": {
+            "schedulingGates": [{"name": "cilvest.io/health-test"}],
+            "containers": [{"name": "producer", "image": "cilvest:test"}]
+        }
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod).await.expect("create pod");
+    let crash = json!({"status": {
+        "phase": "Running",
+        "containerStatuses": [{
+            "name": "producer", "image": "cilvest:test", "imageID": "", "ready": false, "restartCount": 4,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "kafka: all brokers down"}}
+        }]
+    }});
+    pods.patch_status("minimal-producer-crash", &PatchParams::default(), &Patch::Merge(&crash))
+        .await
+        .expect("pod status");
+    let (_, message) = degraded_with(&pipelines, "CrashLoopBackOff").await;
+    assert!(
+        message.contains("minimal-producer-crash") && message.contains("kafka: all brokers down"),
+        "{message}"
+    );
+    assert_eq!(warnings(&ns, "CrashLoopBackOff").len(), 1);
+    pods.delete("minimal-producer-crash", &Default::default())
+        .await
+        .expect("delete pod");
+    healthy_again(&pipelines).await;
+    drop(operator);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn x_refusing_the_token_shows_as_x_unauthorized() {
+    let (client, ns, pipelines, operator) = ready_pipeline("health-x").await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // What the producer writes into its usage ConfigMap when X answers 401 (workers/tests/producer.rs).
+    let refused = UsageRecord {
+        month: k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m").to_string(),
+        rejection: Some(Rejection {
+            kind: "unauthorized".into(),
+            message: "X rejected the bearer token (HTTP 401): Unauthorized".into(),
+        }),
+        ..UsageRecord::default()
+    };
+    let apply = PatchParams::apply(cilvest_crds::usage::USAGE_FIELD_MANAGER).force();
+    let body = |record: &UsageRecord| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "minimal-x-usage"}, "data": record.to_data()});
+    maps.patch("minimal-x-usage", &apply, &Patch::Apply(body(&refused)))
+        .await
+        .expect("usage");
+    let (_, message) = degraded_with(&pipelines, "XUnauthorized").await;
+    assert!(message.contains("HTTP 401"), "{message}");
+    let answered = UsageRecord {
+        rejection: None,
+        ..refused
+    };
+    maps.patch("minimal-x-usage", &apply, &Patch::Apply(body(&answered)))
+        .await
+        .expect("usage");
+    healthy_again(&pipelines).await;
+    drop(operator);
+    delete_namespace(&client, &ns).await;
+}
