@@ -114,7 +114,7 @@ pub struct CilvestPipelineSpec {
 /// Settings every worker pod shares.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.env.all(e, !e.name.startsWith('CILVEST_X_') && !(e.name in ['CILVEST_CONFIG', 'CILVEST_ES_PASSWORD', 'CILVEST_LOG_FORMAT']))").message("workers.env may not set CILVEST_CONFIG, CILVEST_ES_PASSWORD, CILVEST_LOG_FORMAT or CILVEST_X_*: the operator sets them from the spec").field_path(".env"))]
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !e.name.startsWith('CILVEST_X_') && !(e.name in ['CILVEST_CONFIG', 'CILVEST_ES_PASSWORD', 'CILVEST_LOG_FORMAT']))").message("workers.env may not set CILVEST_CONFIG, CILVEST_ES_PASSWORD, CILVEST_LOG_FORMAT or CILVEST_X_*: the operator sets them from the spec").field_path(".env"))]
 pub struct Workers {
     /// Extra environment variables for every worker container, such as `HTTPS_PROXY` for an egress proxy, or the
     /// emulator endpoints of a test environment (`CILVEST_GCS_ENDPOINT`, `CILVEST_BQ_ENDPOINT`). Take anything secret
@@ -125,12 +125,54 @@ pub struct Workers {
     #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    /// Workload Identity: the Google service account each worker acts as, written as the
+    /// `iam.gke.io/gcp-service-account` annotation of its Kubernetes ServiceAccount, so that GitOps holds it
+    /// (`docs/gke.md` lists the IAM roles each one needs).
+    #[serde(default, skip_serializing_if = "GoogleServiceAccounts::is_empty")]
+    pub google_service_accounts: GoogleServiceAccounts,
 }
 
 impl Workers {
     /// Nothing set: the field is left out of what the operator writes.
     pub fn is_empty(&self) -> bool {
-        self.env.is_empty()
+        self.env.is_empty() && self.google_service_accounts.is_empty()
+    }
+}
+
+/// A user-managed Google service account's email, `name@project.iam.gserviceaccount.com`.
+const GSA_PATTERN: &str = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$";
+
+/// One Google service account per worker role; a role left out runs as the node's identity (no annotation).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleServiceAccounts {
+    /// The producer's (Pub/Sub publisher and the lake checkpoint on the Pub/Sub bus; nothing Google on Kafka).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GSA_PATTERN))]
+    pub producer: Option<String>,
+    /// The consumer's (writes the lake; Pub/Sub subscriber on the Pub/Sub bus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GSA_PATTERN))]
+    pub consumer: Option<String>,
+    /// The daily job's and the Dataproc clean-up's (lake, BigQuery, Dataproc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GSA_PATTERN))]
+    pub daily: Option<String>,
+}
+
+impl GoogleServiceAccounts {
+    pub fn is_empty(&self) -> bool {
+        self.producer.is_none() && self.consumer.is_none() && self.daily.is_none()
+    }
+
+    /// The account of `component` (`producer`, `consumer`, `daily`).
+    pub fn of(&self, component: &str) -> Option<&str> {
+        match component {
+            "producer" => self.producer.as_deref(),
+            "consumer" => self.consumer.as_deref(),
+            "daily" => self.daily.as_deref(),
+            _ => None,
+        }
     }
 }
 

@@ -175,6 +175,32 @@ mod tests {
     }
 
     #[test]
+    fn workload_identity_in_the_spec_annotates_only_the_named_workers_service_accounts() {
+        let mut p = pipeline(include_str!("../../../examples/minimal.yaml"));
+        p.spec.workers.google_service_accounts.daily =
+            Some("cilvest-daily@cilvest-prod.iam.gserviceaccount.com".into());
+        let resources = built(&p);
+        let annotation = |component: &str| {
+            let account = resources
+                .service_accounts
+                .iter()
+                .find(|a| a.metadata.name.as_deref() == Some(&format!("minimal-{component}")))
+                .expect("service account");
+            account
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(workers::WORKLOAD_IDENTITY_ANNOTATION).cloned())
+        };
+        assert_eq!(
+            annotation("daily").as_deref(),
+            Some("cilvest-daily@cilvest-prod.iam.gserviceaccount.com")
+        );
+        assert_eq!(annotation("producer"), None);
+        assert_eq!(annotation("consumer"), None);
+    }
+
+    #[test]
     fn pubsub_bus_builds_no_kafka_topic_and_tells_the_workers_its_names() {
         let resources = built(&pipeline(include_str!("../../../examples/pubsub.yaml")));
         assert!(resources.raw_topic.is_none(), "no KafkaTopic for a Pub/Sub pipeline");

@@ -44,16 +44,28 @@ pub(super) fn config_map(pipeline: &CilvestPipeline) -> ConfigMap {
     }
 }
 
-/// One ServiceAccount per worker, without a token: the workers never call the Kubernetes API (the producer's
+/// GKE Workload Identity: the Google service account a Kubernetes ServiceAccount acts as.
+pub const WORKLOAD_IDENTITY_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// One ServiceAccount per worker, without a token (and with its Google service account when the spec names one): the workers never call the Kubernetes API (the producer's
 /// usage ConfigMap is the one exception, see [`super::x_usage`]).
 pub(super) fn service_accounts(pipeline: &CilvestPipeline) -> Vec<ServiceAccount> {
     let name = pipeline.name_any();
     ["producer", "consumer", "daily"]
         .into_iter()
-        .map(|component| ServiceAccount {
-            metadata: object_meta(pipeline, &format!("{name}-{component}"), component),
-            automount_service_account_token: Some(false),
-            ..ServiceAccount::default()
+        .map(|component| {
+            let mut metadata = object_meta(pipeline, &format!("{name}-{component}"), component);
+            if let Some(account) = pipeline.spec.workers.google_service_accounts.of(component) {
+                metadata.annotations = Some(BTreeMap::from([(
+                    WORKLOAD_IDENTITY_ANNOTATION.to_owned(),
+                    account.to_owned(),
+                )]));
+            }
+            ServiceAccount {
+                metadata,
+                automount_service_account_token: Some(false),
+                ..ServiceAccount::default()
+            }
         })
         .collect()
 }
