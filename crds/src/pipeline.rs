@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use crate::{
     spec::CilvestPipelineSpec,
     validate::{FieldError, InvalidSpec, validate},
-    values::parse_duration,
+    values::{bootstrap_ports, parse_duration, url_port},
 };
 
 /// A valid spec and its typed values.
@@ -29,6 +29,11 @@ pub struct Pipeline {
     pub counts_interval: Duration,
     /// `maxLifetime` of the Dataproc cluster or the Dataproc Serverless batch, for the engine the spec chooses.
     pub dataproc_max_lifetime: Option<Duration>,
+    /// The Kafka ports the producer and the consumer connect to (Strimzi's plain listener, 9092, or those of
+    /// `spec.kafka.bootstrapServers`); empty on the Pub/Sub bus.
+    pub kafka_ports: Vec<u16>,
+    /// The port the daily job indexes to: the external search URL's, or ECK's 9200; `None` without search.
+    pub search_port: Option<u16>,
 }
 
 impl Pipeline {
@@ -69,6 +74,8 @@ impl Pipeline {
                 .transpose()?,
             counts_interval: duration("spec.source.x.countsInterval", &x.counts_interval)?,
             dataproc_max_lifetime: lifetime.map(|(path, text)| duration(path, text)).transpose()?,
+            kafka_ports: kafka_ports(spec)?,
+            search_port: search_port(spec)?,
             spec: spec.clone(),
         })
     }
@@ -76,6 +83,41 @@ impl Pipeline {
     /// The spec as written (schema defaults applied).
     pub fn spec(&self) -> &CilvestPipelineSpec {
         &self.spec
+    }
+}
+
+/// Strimzi's plain listener port, which `<cluster>-kafka-bootstrap` serves.
+const STRIMZI_PLAIN_PORT: u16 = 9092;
+/// The HTTP port of an ECK-managed Elasticsearch.
+const ECK_HTTP_PORT: u16 = 9200;
+
+fn kafka_ports(spec: &CilvestPipelineSpec) -> Result<Vec<u16>, InvalidSpec> {
+    if spec.bus == crate::spec::Bus::Pubsub {
+        return Ok(Vec::new());
+    }
+    match &spec.kafka.bootstrap_servers {
+        Some(servers) => bootstrap_ports(servers).ok_or_else(|| {
+            invalid(
+                "spec.kafka.bootstrapServers",
+                format!("{servers:?} is not a comma-separated host:port list"),
+            )
+        }),
+        None => Ok(vec![STRIMZI_PLAIN_PORT]),
+    }
+}
+
+fn search_port(spec: &CilvestPipelineSpec) -> Result<Option<u16>, InvalidSpec> {
+    let Some(search) = &spec.targets.elasticsearch else {
+        return Ok(None);
+    };
+    match &search.external {
+        Some(external) => url_port(&external.url).map(Some).ok_or_else(|| {
+            invalid(
+                "spec.targets.elasticsearch.external.url",
+                format!("{:?} has no port this operator can read", external.url),
+            )
+        }),
+        None => Ok(search.managed.as_ref().map(|_| ECK_HTTP_PORT)),
     }
 }
 

@@ -83,3 +83,31 @@ pub fn parse_lake_uri(uri: &str) -> Option<(&str, &str)> {
         && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
     valid_bucket.then_some((bucket, prefix.trim_matches('/')))
 }
+
+/// The ports of a `host:port[,host:port...]` list (`spec.kafka.bootstrapServers`), each once, in order.
+pub fn bootstrap_ports(servers: &str) -> Option<Vec<u16>> {
+    let mut ports = Vec::new();
+    for server in servers.split(',') {
+        let port: u16 = server.trim().rsplit_once(':')?.1.parse().ok()?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    (!ports.is_empty()).then_some(ports)
+}
+
+/// The port of an `http(s)://host[:port][/path]` URL: the explicit one, else the scheme's (80 or 443).
+pub fn url_port(url: &str) -> Option<u16> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // An IPv6 literal is bracketed; a port follows the closing bracket.
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, tail)| tail);
+    match after_host.rsplit_once(':') {
+        Some((_, port)) => port.parse().ok(),
+        None => match scheme {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        },
+    }
+}

@@ -9,6 +9,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         batch::v1::CronJob,
         core::v1::{ConfigMap, ServiceAccount},
+        networking::v1::NetworkPolicy,
         rbac::v1::{Role, RoleBinding},
     },
 };
@@ -136,6 +137,7 @@ pub async fn apply_all(
         elasticsearch,
         kibana,
         x_usage,
+        network_policies,
     } = resources;
     let mut pass = Pass {
         client,
@@ -158,6 +160,10 @@ pub async fn apply_all(
     pass.typed(usage_map).await?;
     pass.typed(usage_role).await?;
     pass.typed(usage_binding).await?;
+    // The policies before the pods they select, so that no worker pod runs unrestricted for a moment.
+    for policy in network_policies {
+        pass.typed(policy).await?;
+    }
     pass.typed(producer).await?;
     pass.typed(consumer).await?;
     pass.typed(daily).await?;
@@ -259,6 +265,7 @@ impl Pass<'_> {
                 "CronJob" => delete::<CronJob>(self.client, self.namespace, name).await,
                 "Role" => delete::<Role>(self.client, self.namespace, name).await,
                 "RoleBinding" => delete::<RoleBinding>(self.client, self.namespace, name).await,
+                "NetworkPolicy" => delete::<NetworkPolicy>(self.client, self.namespace, name).await,
                 _ => match self.live.objects.get(&(kind.clone(), name.clone())) {
                     Some(object) => {
                         let types = object.types.clone().unwrap_or_default();

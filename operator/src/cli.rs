@@ -232,6 +232,7 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
         elasticsearch,
         kibana,
         x_usage,
+        network_policies,
     } = build::build(
         &pipeline,
         &parsed,
@@ -249,6 +250,9 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
     documents.push(serde_saphyr::to_string(&x_usage.config_map)?);
     documents.push(serde_saphyr::to_string(&x_usage.role)?);
     documents.push(serde_saphyr::to_string(&x_usage.role_binding)?);
+    for policy in &network_policies {
+        documents.push(serde_saphyr::to_string(policy)?);
+    }
     for object in [raw_topic, elasticsearch, kibana].into_iter().flatten() {
         documents.push(serde_saphyr::to_string(&object)?);
     }

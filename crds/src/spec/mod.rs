@@ -109,6 +109,27 @@ pub struct CilvestPipelineSpec {
     /// Settings of the worker pods (producer, consumer and daily job).
     #[serde(default, skip_serializing_if = "Workers::is_empty")]
     pub workers: Workers,
+
+    /// NetworkPolicies for the worker pods: deny by default, then allow each worker only the ports it uses.
+    #[serde(default)]
+    pub network_policies: NetworkPolicies,
+}
+
+/// The pipeline's NetworkPolicies (enforced only where the cluster's network plugin enforces them, as GKE Dataplane
+/// V2 and Calico do).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicies {
+    /// Create them (default). Turn off to manage the pods' network access yourself, or when the workers need ports
+    /// the policies do not open (an egress proxy or emulators set through `workers.env`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicies {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Settings every worker pod shares.

@@ -2,12 +2,16 @@
 //! One module per child; object metadata comes from [`crate::meta`].
 
 mod daily;
+mod network;
 mod search;
 mod topic;
 mod workers;
 pub mod x_usage;
 
-use k8s_openapi::api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::ConfigMap, core::v1::ServiceAccount};
+use k8s_openapi::api::{
+    apps::v1::Deployment, batch::v1::CronJob, core::v1::ConfigMap, core::v1::ServiceAccount,
+    networking::v1::NetworkPolicy,
+};
 use kube::api::DynamicObject;
 
 use cilvest_crds::{CilvestPipeline, Pipeline};
@@ -37,6 +41,8 @@ pub struct Resources {
     pub kibana: Option<DynamicObject>,
     /// The producer's X usage ConfigMap and its right to write it.
     pub x_usage: x_usage::UsageChildren,
+    /// Deny by default, then each worker's ports (none when `spec.networkPolicies.enabled` is false).
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// Build every child of `pipeline`, whose spec `parsed` is (the operator reads the object's name, namespace and
@@ -52,11 +58,14 @@ pub fn build(pipeline: &CilvestPipeline, parsed: &Pipeline, options: &BuildOptio
         elasticsearch: search::elasticsearch(pipeline),
         kibana: search::kibana(pipeline),
         x_usage: x_usage::children(pipeline),
+        network_policies: network::network_policies(pipeline, parsed),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use k8s_openapi::api::core::v1::EnvVar;
     use kube::ResourceExt;
 
@@ -172,6 +181,62 @@ mod tests {
         p.spec.kafka.bootstrap_servers = Some("kafka.example:9092".to_owned());
         let resources = built(&p);
         assert!(resources.raw_topic.is_none() && resources.elasticsearch.is_none() && resources.kibana.is_none());
+    }
+
+    #[test]
+    fn network_policies_deny_by_default_and_open_each_workers_ports() {
+        let resources = built(&pipeline(include_str!("../../../examples/cilvest.yaml")));
+        let policies: BTreeMap<String, serde_json::Value> = resources
+            .network_policies
+            .iter()
+            .map(|p| (p.name_any(), serde_json::to_value(p).expect("json")))
+            .collect();
+        assert_eq!(
+            policies.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "cilvest-consumer",
+                "cilvest-daily",
+                "cilvest-default-deny",
+                "cilvest-producer"
+            ]
+        );
+        let deny = &policies["cilvest-default-deny"]["spec"];
+        assert_eq!(
+            deny["podSelector"]["matchLabels"],
+            serde_json::json!({PIPELINE_LABEL: "cilvest"})
+        );
+        assert_eq!(deny["egress"], serde_json::json!([]));
+        assert_eq!(deny["ingress"], serde_json::json!([]));
+        let ports = |name: &str, direction: &str| -> Vec<i64> {
+            policies[name]["spec"][direction]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+                .filter_map(|port| port["port"].as_i64())
+                .collect()
+        };
+        assert_eq!(ports("cilvest-producer", "egress"), [53, 53, 443, 6443, 9092]);
+        assert_eq!(ports("cilvest-consumer", "egress"), [53, 53, 443, 6443, 9092]);
+        assert_eq!(ports("cilvest-daily", "egress"), [53, 53, 443, 6443, 9200]);
+        assert_eq!(ports("cilvest-producer", "ingress"), [8080]);
+        assert!(ports("cilvest-daily", "ingress").is_empty());
+        // The search port only towards the ECK cluster's own pods.
+        let search = &policies["cilvest-daily"]["spec"]["egress"][2]["to"][0]["podSelector"]["matchLabels"];
+        assert_eq!(search["elasticsearch.k8s.elastic.co/cluster-name"], "cilvest");
+
+        let pubsub = built(&pipeline(include_str!("../../../examples/pubsub.yaml")));
+        let producer = pubsub
+            .network_policies
+            .iter()
+            .find(|p| p.name_any().ends_with("-producer"))
+            .expect("producer policy");
+        let egress = serde_json::to_string(&producer.spec).expect("json");
+        assert!(!egress.contains("9092"), "no Kafka port on the Pub/Sub bus: {egress}");
+
+        let mut off = pipeline(include_str!("../../../examples/minimal.yaml"));
+        off.spec.network_policies.enabled = false;
+        assert!(built(&off).network_policies.is_empty());
     }
 
     #[test]

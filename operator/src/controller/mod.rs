@@ -18,6 +18,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         batch::v1::{CronJob, Job},
         core::v1::{ConfigMap, ObjectReference, Pod, Secret, ServiceAccount},
+        networking::v1::NetworkPolicy,
         rbac::v1::{Role, RoleBinding},
     },
     jiff::Timestamp,
@@ -142,6 +143,7 @@ pub async fn run(
     let (service_accounts, service_account_events) = watches::cached::<ServiceAccount>(&client, ns);
     let (roles, role_events) = watches::cached::<Role>(&client, ns);
     let (role_bindings, role_binding_events) = watches::cached::<RoleBinding>(&client, ns);
+    let (network_policies, network_policy_events) = watches::cached::<NetworkPolicy>(&client, ns);
     let (cron_jobs, cron_job_events) = watches::cached::<CronJob>(&client, ns);
     let (deployments, deployment_events) = watches::cached::<Deployment>(&client, ns);
     let (jobs, job_events) = watches::cached::<Job>(&client, ns);
@@ -158,6 +160,7 @@ pub async fn run(
             service_accounts,
             roles,
             role_bindings,
+            network_policies,
             cron_jobs,
             deployments,
             jobs,
@@ -181,6 +184,7 @@ pub async fn run(
         .owns_stream(service_account_events)
         .owns_stream(role_events)
         .owns_stream(role_binding_events)
+        .owns_stream(network_policy_events)
         .owns_stream(cron_job_events)
         .owns_stream(deployment_events)
         .owns_stream_with(topic_events, topic)

@@ -14,6 +14,7 @@ use k8s_openapi::{
         apps::v1::Deployment,
         batch::v1::{CronJob, Job},
         core::v1::{ConfigMap, Pod, ServiceAccount},
+        networking::v1::NetworkPolicy,
         rbac::v1::{Role, RoleBinding},
     },
 };
@@ -137,6 +138,7 @@ pub struct Stores {
     pub service_accounts: Store<ServiceAccount>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    pub network_policies: Store<NetworkPolicy>,
     pub cron_jobs: Store<CronJob>,
     pub deployments: Store<Deployment>,
     pub jobs: Store<Job>,
@@ -165,6 +167,7 @@ impl Stores {
         live.record(&config_maps);
         live.record(&mine(&self.roles, namespace, pipeline).await?);
         live.record(&mine(&self.role_bindings, namespace, pipeline).await?);
+        live.record(&mine(&self.network_policies, namespace, pipeline).await?);
         live.record(&mine(&self.service_accounts, namespace, pipeline).await?);
         let cron_jobs = mine(&self.cron_jobs, namespace, pipeline).await?;
         live.record(&cron_jobs);
