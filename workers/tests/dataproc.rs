@@ -137,6 +137,79 @@ async fn a_successful_run_creates_a_self_deleting_labelled_cluster_and_deletes_i
 }
 
 #[tokio::test]
+async fn the_cluster_runs_as_its_service_account_in_its_subnetwork_zone_and_disks() {
+    let settings: cilvest_crds::Dataproc = serde_json::from_value(json!({
+        "project": PROJECT,
+        "region": REGION,
+        "workers": 2,
+        "maxLifetime": "2h",
+        "vms": {
+            "serviceAccount": "cilvest-dataproc@cilvest-test.iam.gserviceaccount.com",
+            "subnetwork": format!("projects/{PROJECT}/regions/{REGION}/subnetworks/cilvest-jkt"),
+            "internalIpOnly": true,
+            "zone": format!("{REGION}-a"),
+            "bootDiskType": "pd-balanced",
+            "bootDiskSizeGb": 100,
+        },
+        "labels": {"cost-center": "markets", "cilvest-pipeline": "not-this"},
+    }))
+    .expect("dataproc settings");
+    let request = dataproc::cluster_request(&settings, LIFETIME, "team-a", "demo", date(), "r9");
+    let fake = FakeDataproc::start(TOKEN, Faults::default()).await;
+    client(&fake)
+        .run_on_cluster(&request, &job(), never())
+        .await
+        .expect("run");
+    let create = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/clusters"))
+        .expect("clusters.create");
+    let gce = &create.body["config"]["gceClusterConfig"];
+    assert_eq!(
+        gce["serviceAccount"],
+        "cilvest-dataproc@cilvest-test.iam.gserviceaccount.com"
+    );
+    assert_eq!(
+        gce["serviceAccountScopes"],
+        json!(["https://www.googleapis.com/auth/cloud-platform"])
+    );
+    assert_eq!(
+        gce["subnetworkUri"],
+        format!("projects/{PROJECT}/regions/{REGION}/subnetworks/cilvest-jkt")
+    );
+    assert_eq!(gce["internalIpOnly"], true);
+    assert_eq!(gce["zoneUri"], format!("{REGION}-a"));
+    for group in ["masterConfig", "workerConfig"] {
+        let disk = &create.body["config"][group]["diskConfig"];
+        assert_eq!(disk["bootDiskType"], "pd-balanced", "{group}");
+        assert_eq!(disk["bootDiskSizeGb"], 100, "{group}");
+    }
+    // The spec's labels ride along; Cilvest's own win, since later runs find their clusters by them.
+    assert_eq!(create.body["labels"]["cost-center"], "markets");
+    assert_eq!(create.body["labels"]["cilvest-pipeline"], "demo");
+    assert_no_cluster(&fake);
+}
+
+#[tokio::test]
+async fn the_fake_refuses_a_field_the_dataproc_api_does_not_have() {
+    let fake = FakeDataproc::start(TOKEN, Faults::default()).await;
+    let mut request = dataproc::cluster_request(&settings(), LIFETIME, "team-a", "demo", date(), "r8");
+    // `subnetwork` is the gcloud flag; the REST field is `subnetworkUri`.
+    request.body["config"]["gceClusterConfig"] = json!({"subnetwork": "cilvest-jkt"});
+    let err = client(&fake)
+        .run_on_cluster(&request, &job(), never())
+        .await
+        .expect_err("an unknown field is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("INVALID_ARGUMENT") && text.contains("Unknown name \"subnetwork\""),
+        "{text}"
+    );
+    assert_no_cluster(&fake);
+}
+
+#[tokio::test]
 async fn a_refused_create_fails_clearly_and_leaves_nothing() {
     let (fake, outcome) = scenario(Faults {
         create_refused: true,
@@ -314,12 +387,21 @@ async fn a_wrong_token_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn serverless_batches_carry_a_ttl_and_labels_and_report_failure() {
-    let labels = dataproc::labels("team-a", "demo", date());
+async fn serverless_batches_carry_a_ttl_identity_subnetwork_and_labels_and_report_failure() {
+    let settings = cilvest_crds::DataprocServerless {
+        project: PROJECT.to_owned(),
+        region: REGION.to_owned(),
+        max_lifetime: "2h".to_owned(),
+        service_account: Some("cilvest-spark@cilvest-test.iam.gserviceaccount.com".to_owned()),
+        subnetwork: Some("cilvest-jkt".to_owned()),
+        labels: [("cost-center".to_owned(), cilvest_crds::LabelValue("markets".to_owned()))].into(),
+    };
+    let labels = dataproc::with_user_labels(dataproc::labels("team-a", "demo", date()), &settings.labels);
+    let execution = || dataproc::batch_execution(&settings, Duration::from_secs(7200));
     let batch_id = dataproc::resource_name("demo", date(), "r5", 63);
     let fake = FakeDataproc::start(TOKEN, Faults::default()).await;
     client(&fake)
-        .run_batch(&batch_id, &job(), &labels, Duration::from_secs(7200), never())
+        .run_batch(&batch_id, &job(), &labels, execution(), never())
         .await
         .expect("batch");
     let create = fake
@@ -333,8 +415,15 @@ async fn serverless_batches_carry_a_ttl_and_labels_and_report_failure() {
             .ends_with(&format!("/projects/{PROJECT}/locations/{REGION}/batches"))
     );
     assert_eq!(create.query["batchId"], batch_id);
-    assert_eq!(create.body["environmentConfig"]["executionConfig"]["ttl"], "7200s");
+    let sent = &create.body["environmentConfig"]["executionConfig"];
+    assert_eq!(sent["ttl"], "7200s");
+    assert_eq!(
+        sent["serviceAccount"],
+        "cilvest-spark@cilvest-test.iam.gserviceaccount.com"
+    );
+    assert_eq!(sent["subnetworkUri"], "cilvest-jkt");
     assert_eq!(create.body["labels"], labels);
+    assert_eq!(create.body["labels"]["cost-center"], "markets");
     assert_eq!(
         create.body["pysparkBatch"]["mainPythonFileUri"],
         job().main_python_file_uri
@@ -349,7 +438,7 @@ async fn serverless_batches_carry_a_ttl_and_labels_and_report_failure() {
     )
     .await;
     let err = client(&fake)
-        .run_batch(&batch_id, &job(), &labels, Duration::from_secs(7200), never())
+        .run_batch(&batch_id, &job(), &labels, execution(), never())
         .await
         .expect_err("batch failure");
     assert!(

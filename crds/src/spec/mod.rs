@@ -161,7 +161,8 @@ impl Workers {
 }
 
 /// A user-managed Google service account's email, `name@project.iam.gserviceaccount.com`.
-const GSA_PATTERN: &str = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$";
+pub(crate) const GSA_PATTERN: &str =
+    r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$";
 
 /// One Google service account per worker role; a role left out runs as the node's identity (no annotation).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

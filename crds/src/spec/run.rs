@@ -1,5 +1,7 @@
 //! When and how the day runs: the schedule and the transform engine (native, Dataproc, Dataproc Serverless).
 
+use std::collections::BTreeMap;
+
 use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -75,12 +77,13 @@ pub enum Engine {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.workers != 1").message("Dataproc needs 0 workers (a single-node cluster) or at least 2").field_path(".workers"))]
+#[x_kube(validation = Rule::new("!has(self.vms) || !has(self.vms.zone) || self.vms.zone.startsWith(self.region + '-')").message("vms.zone must be a zone of the region").field_path(".vms.zone"))]
 pub struct Dataproc {
     /// Google Cloud project ID that runs the cluster (not the project number).
     #[schemars(regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
     pub project: String,
     /// Compute region, such as `asia-southeast2` (Jakarta); a region, not a zone such as `asia-southeast2-a`.
-    #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"))]
+    #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"), length(max = 63))]
     pub region: String,
     /// Machine type of the master node, such as `n2-standard-2`.
     #[serde(default = "default_machine_type")]
@@ -104,6 +107,82 @@ pub struct Dataproc {
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
     #[x_kube(validation = duration_within(10 * MINUTE, Some(14 * DAY), "maxLifetime must be between 10m and 14d, the range Dataproc accepts"))]
     pub max_lifetime: String,
+    /// Where and as whom the cluster's VMs run (`config.gceClusterConfig` and the nodes' boot disks).
+    #[serde(default, skip_serializing_if = "DataprocVms::is_empty")]
+    pub vms: DataprocVms,
+    /// Labels for the cluster and its job, besides the ones Cilvest sets (which win on a clash); for billing reports.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, LabelValue>,
+}
+
+/// A Dataproc label value: lowercase letters, digits, `_` and `-`, at most 63 characters. (Keys follow the same rule
+/// and must start with a letter; a schema cannot constrain a map's keys without a CEL rule too costly for the API
+/// server's budget, so Dataproc itself refuses a bad key, and the run fails naming it.)
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct LabelValue(#[schemars(regex(pattern = r"^[-_a-z0-9]{0,63}$"), length(max = 63))] pub String);
+/// A subnetwork by short name (`cilvest-jkt`) or as `projects/P/regions/R/subnetworks/S` (optionally the full URL).
+const SUBNETWORK_PATTERN: &str = r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?|(https://www\.googleapis\.com/compute/v1/)?projects/[-a-z0-9]+/regions/[a-z]+-[a-z]+[0-9]+/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?)$";
+
+/// The cluster's VMs: identity, network and boot disks. Without these the VMs run as the Compute Engine default
+/// service account, on the project's default network, with Dataproc's default disks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.zone) || !has(self.subnetwork) || !self.subnetwork.contains('/regions/') || self.subnetwork.contains('/regions/' + self.zone.substring(0, self.zone.lastIndexOf('-')) + '/')").message("vms.subnetwork must be in the zone's region").field_path(".subnetwork"))]
+pub struct DataprocVms {
+    /// The service account the VMs run as (`gceClusterConfig.serviceAccount`, with the `cloud-platform` scope):
+    /// it needs `roles/dataproc.worker` and the lake and BigQuery roles (docs/gke.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::GSA_PATTERN))]
+    pub service_account: Option<String>,
+    /// The subnetwork (`gceClusterConfig.subnetworkUri`); the project's default network when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SUBNETWORK_PATTERN), length(max = 512))]
+    pub subnetwork: Option<String>,
+    /// Internal IP addresses only (`gceClusterConfig.internalIpOnly`); the subnetwork then needs Private Google
+    /// Access. Dataproc's own default applies when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_ip_only: Option<bool>,
+    /// A zone of the region, such as `asia-southeast2-a` (`gceClusterConfig.zoneUri`); Dataproc picks one when left
+    /// out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+-[a-z]$"), length(max = 63))]
+    pub zone: Option<String>,
+    /// Boot disk type of every node: `pd-standard`, `pd-balanced` or `pd-ssd` (`diskConfig.bootDiskType`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_disk_type: Option<BootDiskType>,
+    /// Boot disk size of every node in GB, 30 to 65536 (`diskConfig.bootDiskSizeGb`; Dataproc's default is 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 65536))]
+    pub boot_disk_size_gb: Option<i32>,
+}
+
+impl DataprocVms {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Compute Engine persistent disk types Dataproc accepts for boot disks.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootDiskType {
+    #[serde(rename = "pd-standard")]
+    Standard,
+    #[serde(rename = "pd-balanced")]
+    Balanced,
+    #[serde(rename = "pd-ssd")]
+    Ssd,
+}
+
+impl BootDiskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "pd-standard",
+            Self::Balanced => "pd-balanced",
+            Self::Ssd => "pd-ssd",
+        }
+    }
 }
 
 /// A Dataproc Serverless batch.
@@ -121,4 +200,17 @@ pub struct DataprocServerless {
     #[schemars(regex(pattern = DURATION_PATTERN), length(min = 2, max = 32))]
     #[x_kube(validation = duration_within(10 * MINUTE, Some(14 * DAY), "maxLifetime must be between 10m and 14d, the range Dataproc accepts"))]
     pub max_lifetime: String,
+    /// The service account the batch runs as (`environmentConfig.executionConfig.serviceAccount`); the Compute
+    /// Engine default service account when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::GSA_PATTERN))]
+    pub service_account: Option<String>,
+    /// The subnetwork the batch runs in (`executionConfig.subnetworkUri`); it needs Private Google Access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SUBNETWORK_PATTERN), length(max = 512))]
+    pub subnetwork: Option<String>,
+    /// Labels for the batch, besides the ones Cilvest sets (which win on a clash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, LabelValue>,
 }

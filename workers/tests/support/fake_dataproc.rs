@@ -28,6 +28,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use super::dataproc_fields::unknown_field;
+
 /// Faults for one scenario. Each is a property of the fake's cloud, not of a particular request.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -346,6 +348,9 @@ fn valid_label(text: &str) -> bool {
 }
 
 fn create_cluster(state: &mut FakeState, project: &str, region: &str, body: &Value) -> (StatusCode, Value) {
+    if let Some(message) = unknown_field("cluster", body) {
+        return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message);
+    }
     let Some(name) = body["clusterName"].as_str() else {
         return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "clusterName is required");
     };
@@ -555,6 +560,9 @@ fn get_operation(state: &mut FakeState, name: &str) -> (StatusCode, Value) {
 }
 
 fn submit_job(state: &mut FakeState, project: &str, region: &str, body: &Value) -> (StatusCode, Value) {
+    if let Some(message) = unknown_field("submit", body) {
+        return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message);
+    }
     let job = &body["job"];
     let Some(cluster) = job["placement"]["clusterName"].as_str() else {
         return error(
@@ -640,6 +648,9 @@ fn create_batch(
     query: &BTreeMap<String, String>,
     body: &Value,
 ) -> (StatusCode, Value) {
+    if let Some(message) = unknown_field("batch", body) {
+        return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message);
+    }
     let Some(id) = query.get("batchId") else {
         return error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "batchId is required");
     };

@@ -3,6 +3,7 @@
 // Every test binary compiles this module but uses a different part of it.
 #![allow(dead_code)]
 
+pub mod dataproc_fields;
 pub mod fake_dataproc;
 pub mod fake_x;
 

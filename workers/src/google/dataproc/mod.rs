@@ -14,7 +14,8 @@ mod requests;
 
 pub use error::DataprocError;
 pub use requests::{
-    ClusterRequest, cluster_request, duration_string, label_value, labels, resource_name, script_path, transform_config,
+    ClusterRequest, batch_execution, cluster_request, duration_string, label_value, labels, resource_name, script_path,
+    transform_config, with_user_labels,
 };
 use requests::{encode, request_id};
 
@@ -404,7 +405,7 @@ impl Client {
         batch_id: &str,
         job: &SparkJob,
         labels: &Value,
-        ttl: Duration,
+        execution: Value,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), DataprocError> {
         let batches = format!(
@@ -414,7 +415,7 @@ impl Client {
         let body = json!({
             "pysparkBatch": {"mainPythonFileUri": job.main_python_file_uri, "args": job.args},
             "labels": labels,
-            "environmentConfig": {"executionConfig": {"ttl": duration_string(ttl)}},
+            "environmentConfig": {"executionConfig": execution},
         });
         let run = async {
             self.call(

@@ -39,25 +39,58 @@ pub fn cluster_request(
     run: &str,
 ) -> ClusterRequest {
     let name = resource_name(pipeline, date, run, 51);
+    let vms = &settings.vms;
+    let mut master = json!({"numInstances": 1, "machineTypeUri": settings.master_machine_type});
     let mut config = json!({
-        "masterConfig": {"numInstances": 1, "machineTypeUri": settings.master_machine_type},
         "softwareConfig": {"imageVersion": settings.image_version},
         "lifecycleConfig": {
             "autoDeleteTtl": duration_string(lifetime),
             "idleDeleteTtl": duration_string(IDLE_DELETE_TTL.min(lifetime)),
         },
     });
+    let mut gce = serde_json::Map::new();
+    if let Some(account) = &vms.service_account {
+        gce.insert("serviceAccount".into(), json!(account));
+        // A custom service account gets the default scopes unless asked otherwise; IAM decides what it may do.
+        gce.insert("serviceAccountScopes".into(), json!([CLOUD_PLATFORM_SCOPE]));
+    }
+    if let Some(subnetwork) = &vms.subnetwork {
+        gce.insert("subnetworkUri".into(), json!(subnetwork));
+    }
+    if let Some(internal) = vms.internal_ip_only {
+        gce.insert("internalIpOnly".into(), json!(internal));
+    }
+    if let Some(zone) = &vms.zone {
+        gce.insert("zoneUri".into(), json!(zone));
+    }
+    if !gce.is_empty() {
+        config["gceClusterConfig"] = Value::Object(gce);
+    }
+    let mut disk = serde_json::Map::new();
+    if let Some(kind) = vms.boot_disk_type {
+        disk.insert("bootDiskType".into(), json!(kind.as_str()));
+    }
+    if let Some(size) = vms.boot_disk_size_gb {
+        disk.insert("bootDiskSizeGb".into(), json!(size));
+    }
+    if !disk.is_empty() {
+        master["diskConfig"] = Value::Object(disk.clone());
+    }
     if settings.workers > 0 {
-        config["workerConfig"] =
-            json!({"numInstances": settings.workers, "machineTypeUri": settings.worker_machine_type});
+        let mut workers = json!({"numInstances": settings.workers, "machineTypeUri": settings.worker_machine_type});
+        if !disk.is_empty() {
+            workers["diskConfig"] = Value::Object(disk);
+        }
+        config["workerConfig"] = workers;
     } else {
         config["softwareConfig"]["properties"] = json!({"dataproc:dataproc.allow.zero.workers": "true"});
     }
+    config["masterConfig"] = master;
     ClusterRequest {
         body: json!({
             "projectId": settings.project,
             "clusterName": name,
-            "labels": labels(namespace, pipeline, date),
+            "labels": with_user_labels(labels(namespace, pipeline, date), &settings.labels),
             "config": config,
         }),
         name,
@@ -65,6 +98,34 @@ pub fn cluster_request(
         pipeline: pipeline.to_owned(),
     }
 }
+
+/// `labels` with the spec's own labels added; Cilvest's win on a clash, since runs find their clusters by them.
+pub fn with_user_labels(
+    mut labels: Value,
+    user: &std::collections::BTreeMap<String, cilvest_crds::LabelValue>,
+) -> Value {
+    if let Some(ours) = labels.as_object_mut() {
+        for (key, value) in user {
+            ours.entry(key.clone()).or_insert_with(|| json!(value.0));
+        }
+    }
+    labels
+}
+
+/// `environmentConfig.executionConfig` of a Serverless batch: its time limit, and where and as whom it runs.
+pub fn batch_execution(settings: &cilvest_crds::DataprocServerless, ttl: Duration) -> Value {
+    let mut execution = json!({"ttl": duration_string(ttl)});
+    if let Some(account) = &settings.service_account {
+        execution["serviceAccount"] = json!(account);
+    }
+    if let Some(subnetwork) = &settings.subnetwork {
+        execution["subnetworkUri"] = json!(subnetwork);
+    }
+    execution
+}
+
+/// The OAuth scope a custom VM service account is given: all of Google Cloud, limited by IAM.
+const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// `cilvest-<pipeline>-<yyyymmdd>-<run>` within `limit` characters (clusters: 51, batches: 63): lowercase letters,
 /// digits and hyphens, starting with a letter. The pipeline part is shortened, never the run, so names stay unique.

@@ -8,8 +8,8 @@ use cilvest_crds::{Engine, Pipeline, WorkerConfig};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 use crate::google::dataproc::{
-    Client, DataprocError, Polling, SparkJob, TRANSFORM_PY, cluster_request, labels, resource_name, script_path,
-    transform_config,
+    Client, DataprocError, Polling, SparkJob, TRANSFORM_PY, batch_execution, cluster_request, labels, resource_name,
+    script_path, transform_config, with_user_labels,
 };
 use crate::{
     jobs::daily::curated,
@@ -111,8 +111,12 @@ async fn execute(run: &DayRun<'_>, run_id: &str, job: &SparkJob) -> Result<(), D
                 ..Polling::default()
             };
             let batch_id = resource_name(&run.config.pipeline, run.date, run_id, 63);
-            let labels = labels(&run.config.namespace, &run.config.pipeline, run.date);
-            client.run_batch(&batch_id, job, &labels, lifetime, sigterm()).await
+            let labels = with_user_labels(
+                labels(&run.config.namespace, &run.config.pipeline, run.date),
+                &settings.labels,
+            );
+            let execution = batch_execution(settings, lifetime);
+            client.run_batch(&batch_id, job, &labels, execution, sigterm()).await
         }
     }
 }
