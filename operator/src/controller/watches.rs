@@ -184,13 +184,15 @@ impl Stores {
                 .map(|(_, store)| store)
                 .filter(|store| store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()));
             let objects = match cache {
-                Some(store) => Some(
-                    store
+                Some(store) => {
+                    let mut objects: Vec<DynamicObject> = store
                         .state_filter(|o| belongs(o, namespace, pipeline))
                         .into_iter()
                         .map(|o| o.as_ref().clone())
-                        .collect(),
-                ),
+                        .collect();
+                    objects.sort_by_key(|o| o.metadata.name.clone());
+                    Some(objects)
+                }
                 None => list_dynamic(client, namespace, pipeline, resource).await?,
             };
             served.push(objects.is_some());
@@ -237,7 +239,13 @@ where
 {
     let kind = K::kind(&()).into_owned();
     match tokio::time::timeout(CACHE_WAIT, store.wait_until_ready()).await {
-        Ok(Ok(())) => Ok(store.state_filter(|o| belongs(o, namespace, pipeline))),
+        Ok(Ok(())) => {
+            // By name, as a LIST returns them: a store iterates in no fixed order, and status lists children in
+            // the order found, so an unsorted read would rewrite an unchanged status.
+            let mut objects = store.state_filter(|o| belongs(o, namespace, pipeline));
+            objects.sort_by_key(|o| o.meta().name.clone());
+            Ok(objects)
+        }
         _ => Err(ApplyError::NotCached { kind }),
     }
 }
