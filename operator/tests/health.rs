@@ -97,17 +97,9 @@ async fn healthy_again(pipelines: &Api<CilvestPipeline>) {
 
 /// The Warning Events the operator published about the pipeline, by reason.
 fn warnings(ns: &str, reason: &str) -> Vec<Value> {
-    let output = kubectl()
-        .args(["get", "events.events.k8s.io", "-n", ns, "-o", "json"])
-        .output()
-        .expect("kubectl get events");
-    let events: Value = serde_json::from_slice(&output.stdout).expect("events json");
-    events["items"]
-        .as_array()
+    common::events(ns, "events.events.k8s.io")
         .into_iter()
-        .flatten()
         .filter(|e| e["reason"] == reason && e["type"] == "Warning" && e["regarding"]["kind"] == "CilvestPipeline")
-        .cloned()
         .collect()
 }
 

@@ -10,7 +10,7 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use cilvest_crds::CilvestPipeline;
 use common::{
@@ -254,17 +254,8 @@ async fn missing_secret_degrades_naming_it_then_recovers() {
         (condition(&p, "Degraded")?.0 == "False").then_some(())
     })
     .await;
-    let events = kubectl()
-        .args(["get", "events", "-n", &ns, "-o", "json"])
-        .output()
-        .expect("kubectl get events");
-    let events: Value = serde_json::from_slice(&events.stdout).expect("events json");
-    let reasons: Vec<&str> = events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
+    let events = common::events(&ns, "events");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
     assert!(
         reasons.contains(&"SecretMissing") && reasons.contains(&"Applied"),
         "events: {reasons:?}"

@@ -16,7 +16,7 @@ use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use cilvest_crds::CilvestPipeline;
 use common::{
@@ -95,15 +95,8 @@ async fn dry_run_pod(pods: &Api<Pod>, name: &str, spec: PodSpec) -> Result<Pod, 
 }
 
 fn pod_security_refusals(namespace: &str) -> Vec<String> {
-    let output = kubectl()
-        .args(["get", "events", "-n", namespace, "-o", "json"])
-        .output()
-        .expect("kubectl get events");
-    let events: Value = serde_json::from_slice(&output.stdout).expect("events json");
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    common::events(namespace, "events")
+        .iter()
         .filter_map(|e| e["message"].as_str())
         .filter(|m| m.contains("PodSecurity"))
         .map(str::to_owned)

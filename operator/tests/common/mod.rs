@@ -281,3 +281,14 @@ pub fn condition(pipeline: &CilvestPipeline, type_: &str) -> Option<(String, Str
     let c = status.conditions.iter().find(|c| c.type_ == type_)?;
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
+
+/// The Events in `ns` as `kubectl get <resource> -o json` lists them (`events`, the core kind with `involvedObject`,
+/// or `events.events.k8s.io` with `regarding`).
+pub fn events(ns: &str, resource: &str) -> Vec<serde_json::Value> {
+    let output = kubectl()
+        .args(["get", resource, "-n", ns, "-o", "json"])
+        .output()
+        .expect("kubectl get events");
+    let events: serde_json::Value = serde_json::from_slice(&output.stdout).expect("events json");
+    events["items"].as_array().cloned().unwrap_or_default()
+}
