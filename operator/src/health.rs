@@ -73,6 +73,24 @@ pub fn problem(seen: &Observed<'_>) -> Option<Problem> {
         })
 }
 
+/// The pipeline's health as the operator's metrics publish it for alerts (see `crate::telemetry::Health`).
+pub fn alerting(
+    suspended: bool,
+    problem: Option<&Problem>,
+    last_run: Option<&DailyRun>,
+    cron_job: Option<&CronJob>,
+) -> crate::telemetry::Health {
+    let suspended = suspended || cron_job.and_then(|c| c.spec.as_ref()?.suspend) == Some(true);
+    crate::telemetry::Health {
+        degraded: problem.map(|p| p.reason.clone()),
+        daily_failed: last_run.map(|r| r.result == "Failed"),
+        daily_succeeded_at: cron_job
+            .filter(|_| !suspended)
+            .and_then(|c| c.status.as_ref()?.last_successful_time.as_ref())
+            .map(|t| t.0.as_second()),
+    }
+}
+
 fn x_rejection(usage: Option<&UsageRecord>) -> Option<Problem> {
     let rejection = usage?.rejection.as_ref()?;
     let reason = if rejection.kind == "unauthorized" {

@@ -156,6 +156,15 @@ async fn a_failed_daily_run_degrades_the_pipeline_until_the_next_success() {
     let (phase, message) = degraded_with(&pipelines, "DailyRunFailed").await;
     assert_eq!(phase, "Degraded");
     assert!(message.contains("BigQuery refused the load"), "{message}");
+    // What the chart's alerts read (CilvestDailyRunFailed, CilvestPipelineDegraded).
+    let series =
+        |name: &str, extra: &str| format!(r#"cilvest_operator_{name}{{namespace="{ns}",pipeline="minimal"{extra}}} "#);
+    let failed = series("daily_last_run_failed", "");
+    let degraded = series("pipeline_degraded", r#",reason="DailyRunFailed""#);
+    wait_until("the failed run in the operator's metrics", 30, || async {
+        (operator.metric(&failed).await == 1.0 && operator.metric(&degraded).await == 1.0).then_some(())
+    })
+    .await;
     let events = warnings(&ns, "DailyRunFailed");
     assert_eq!(events.len(), 1, "one Warning Event per failed run: {events:?}");
     // `kubectl get cvp` shows it.
@@ -182,6 +191,43 @@ async fn a_failed_daily_run_degrades_the_pipeline_until_the_next_success() {
     .await
     .expect("complete the job");
     healthy_again(&pipelines).await;
+    wait_until("the success in the operator's metrics", 30, || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", operator.metrics_port))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (text.contains(&format!("{failed}0")) && !text.contains("cilvest_operator_pipeline_degraded{")).then_some(())
+    })
+    .await;
+    // The CronJob's last success, as CilvestDailyRunMissed reads it.
+    let succeeded = k8s_openapi::jiff::Timestamp::now();
+    let cron_jobs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::namespaced(client.clone(), &ns);
+    cron_jobs
+        .patch_status(
+            "minimal-daily",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"lastSuccessfulTime": succeeded.to_string()}})),
+        )
+        .await
+        .expect("cronjob status");
+    let last_success = series("daily_last_success_timestamp_seconds", "");
+    wait_until("the last success in the operator's metrics", 60, || async {
+        (operator.metric(&last_success).await == succeeded.as_second() as f64).then_some(())
+    })
+    .await;
+    // Every operator series the chart's alerts read is one of those served above.
+    let seen: std::collections::BTreeSet<String> = [&failed, &degraded, &last_success]
+        .iter()
+        .filter_map(|s| s.split('{').next().map(str::to_owned))
+        .collect();
+    for name in common::chart::alerted_series("cilvest_operator_") {
+        assert!(
+            seen.contains(&name),
+            "the chart alerts on {name}, which this test never saw served: {seen:?}"
+        );
+    }
     drop(operator);
     delete_namespace(&client, &ns).await;
 }

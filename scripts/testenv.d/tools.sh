@@ -10,15 +10,19 @@
 #   cargo-cyclonedx v$TOOLS_CYCLONEDX_VERSION from crates.io: the images' SBOMs (scripts/image)
 #   cosign v$TOOLS_COSIGN_VERSION, built from github.com/sigstore/cosign through the Go module proxy: signs and verifies
 #          the images (scripts/image push --sign, scripts/e2e)
+#   the Prometheus Operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule) of v$TOOLS_PROMETHEUS_OPERATOR_VERSION,
+#          from its module on the Go module proxy (example/prometheus-operator-crd/): the chart's monitoring objects
+#          are dry-run against them
 #
 # Exported for the tests (tools_env): CILVEST_HELM, CILVEST_LUA, CILVEST_CHROMIUM, CILVEST_CARGO_DENY,
-# CILVEST_CARGO_CYCLONEDX, CILVEST_COSIGN.
+# CILVEST_CARGO_CYCLONEDX, CILVEST_COSIGN, CILVEST_PROMETHEUS_CRDS (a directory of the three CRDs).
 
 TOOLS_HELM_VERSION=3.22.0   # newest helm v3 on the module proxy (v4 changed the CLI; the chart is apiVersion v2)
 
 TOOLS_CARGO_DENY_VERSION=0.20.2
 TOOLS_CYCLONEDX_VERSION=0.5.9
 TOOLS_COSIGN_VERSION=2.6.5   # newest v2 on the module proxy; v3 changed the bundle format defaults
+TOOLS_PROMETHEUS_OPERATOR_VERSION=0.85.0   # newest on the module proxy (a 4 MB module zip)
 
 tools_helm_bin() { echo "$CILVEST_CACHE/helm-v$TOOLS_HELM_VERSION/bin/helm"; }
 tools_lua_bin() { command -v lua5.1 || echo /usr/bin/lua5.1; }
@@ -26,6 +30,24 @@ tools_chromium_bin() { echo /usr/bin/chromium; }
 tools_cargo_deny_bin() { echo "$CILVEST_CACHE/tools/cargo-deny-$TOOLS_CARGO_DENY_VERSION/bin/cargo-deny"; }
 tools_cyclonedx_bin() { echo "$CILVEST_CACHE/tools/cargo-cyclonedx-$TOOLS_CYCLONEDX_VERSION/bin/cargo-cyclonedx"; }
 tools_cosign_bin() { echo "$CILVEST_CACHE/cosign-v$TOOLS_COSIGN_VERSION/bin/cosign"; }
+tools_prometheus_crds_dir() { echo "$CILVEST_CACHE/prometheus-operator-crds-v$TOOLS_PROMETHEUS_OPERATOR_VERSION"; }
+TOOLS_PROMETHEUS_CRDS=(podmonitors servicemonitors prometheusrules)
+
+# The CRDs as the Prometheus Operator's release ships them, out of its Go module.
+tools_fetch_prometheus_crds() {
+  local module=github.com/prometheus-operator/prometheus-operator dir out kind
+  out=$(tools_prometheus_crds_dir)
+  log "fetching the Prometheus Operator v$TOOLS_PROMETHEUS_OPERATOR_VERSION CRDs from the module proxy"
+  dir=$(cd /tmp && tools_go mod download -json "$module@v$TOOLS_PROMETHEUS_OPERATOR_VERSION" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') ||
+    die "could not fetch $module@v$TOOLS_PROMETHEUS_OPERATOR_VERSION from the module proxy"
+  mkdir -p "$out.tmp"
+  for kind in "${TOOLS_PROMETHEUS_CRDS[@]}"; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$out.tmp/" ||
+      die "$module@v$TOOLS_PROMETHEUS_OPERATOR_VERSION has no $kind CRD where expected"
+  done
+  chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
+}
 
 # tools_cargo_install CRATE VERSION: `cargo install` into $CILVEST_CACHE/tools/CRATE-VERSION, once.
 # Measured on this 2-core machine, idle: cargo-deny 283 s, cargo-cyclonedx 85 s.
@@ -90,6 +112,7 @@ tools_install() {
   [[ -x $(tools_cargo_deny_bin) ]] || tools_cargo_install cargo-deny "$TOOLS_CARGO_DENY_VERSION"
   [[ -x $(tools_cyclonedx_bin) ]] || tools_cargo_install cargo-cyclonedx "$TOOLS_CYCLONEDX_VERSION"
   [[ -x $(tools_cosign_bin) ]] || tools_build_cosign
+  [[ -d $(tools_prometheus_crds_dir) ]] || tools_fetch_prometheus_crds
   if ! command -v lua5.1 >/dev/null 2>&1; then
     log "installing Debian's lua5.1"
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
@@ -111,7 +134,7 @@ tools_start() { :; }
 tools_stop() { :; }
 tools_healthy() {
   [[ -x $(tools_helm_bin) && -x $(tools_chromium_bin) && -x $(tools_cargo_deny_bin) && -x $(tools_cyclonedx_bin) &&
-    -x $(tools_cosign_bin) ]] && command -v lua5.1 >/dev/null 2>&1
+    -x $(tools_cosign_bin) && -d $(tools_prometheus_crds_dir) ]] && command -v lua5.1 >/dev/null 2>&1
 }
 
 tools_env() {
@@ -121,4 +144,5 @@ tools_env() {
   printf 'export CILVEST_CARGO_DENY=%q\n' "$(tools_cargo_deny_bin)"
   printf 'export CILVEST_CARGO_CYCLONEDX=%q\n' "$(tools_cyclonedx_bin)"
   printf 'export CILVEST_COSIGN=%q\n' "$(tools_cosign_bin)"
+  printf 'export CILVEST_PROMETHEUS_CRDS=%q\n' "$(tools_prometheus_crds_dir)"
 }

@@ -718,6 +718,13 @@ async fn malformed_records_land_under_rejected_with_their_reason() {
         consumer.metric("cilvest_consumer_records_out_total").await,
         produced.len() as f64
     );
+    let exposition = consumer.get("/metrics").await.text().await.expect("metrics text");
+    for name in support::alerted_series("cilvest_consumer_") {
+        assert!(
+            support::declares(&exposition, &name),
+            "the chart alerts on {name}, which the consumer does not serve"
+        );
+    }
     assert!(consumer.terminate(Duration::from_secs(15)).await.success());
 
     let lake = cilvest_workers::lake::open(&lake_uri, None).expect("open lake");

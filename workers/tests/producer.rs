@@ -565,6 +565,12 @@ async fn a_rejected_token_backs_off_is_logged_once_and_never_printed() {
         Some(1.0),
         "{metrics}"
     );
+    for name in support::alerted_series("cilvest_producer_") {
+        assert!(
+            support::declares(&metrics, &name),
+            "the chart alerts on {name}, which the producer does not serve"
+        );
+    }
     let unauthorized = metric(&metrics, r#"cilvest_producer_x_requests_total{outcome="unauthorized"}"#);
     assert!(unauthorized.is_some_and(|n| n >= 2.0), "{metrics}");
     assert_eq!(

@@ -395,17 +395,27 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         .x_usage
         .as_ref()
         .and_then(cilvest_crds::usage::UsageRecord::from_data);
+    let cron_job = live.cron_jobs.iter().find(|c| c.name_any() == format!("{name}-daily"));
     let problem = problem.or_else(|| {
         health::problem(&health::Observed {
             now: Timestamp::now(),
             suspended: pipeline.spec.schedule.suspend,
             last_run: last_run.as_ref(),
-            cron_job: live.cron_jobs.iter().find(|c| c.name_any() == format!("{name}-daily")),
+            cron_job,
             deployments: &live.deployments,
             pods: &pods,
             usage: usage.as_ref(),
         })
     });
+    ctx.metrics.record_health(
+        &format!("{namespace}/{name}"),
+        health::alerting(
+            pipeline.spec.schedule.suspend,
+            problem.as_ref(),
+            last_run.as_ref(),
+            cron_job,
+        ),
+    );
     if let Some(problem) = &problem
         && is_new(previous, problem)
     {

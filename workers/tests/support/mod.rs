@@ -257,3 +257,25 @@ pub async fn run_once(args: Args) -> Telemetry {
         .expect("producer run");
     telemetry
 }
+
+/// The `prefix…` series the chart's alerts read (`charts/cilvest-operator/templates/prometheusrule.yaml`): a worker
+/// test checks that its own `/metrics` declares each, so renaming a metric breaks the test, not the alert.
+pub fn alerted_series(prefix: &str) -> std::collections::BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/cilvest-operator/templates/prometheusrule.yaml");
+    let rules = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let names: std::collections::BTreeSet<String> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    assert!(!names.is_empty(), "no alert reads a {prefix} series");
+    names
+}
+
+/// Whether an OpenMetrics exposition declares the series `name` (a counter's samples end in `_total`).
+pub fn declares(exposition: &str, name: &str) -> bool {
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    exposition
+        .lines()
+        .any(|line| line.starts_with(&format!("# TYPE {family} ")))
+}
