@@ -77,6 +77,10 @@ fn differs(wanted: &Value, found: &Value, path: &mut Vec<String>) -> Option<Stri
             })
         }
         (wanted, found) if same_scalar(wanted, found) => None,
+        // An empty list or map is omitted by the API server (`omitempty`): a default-deny NetworkPolicy's
+        // `egress: []` comes back without `egress`.
+        (Value::Array(wanted), Value::Null) if wanted.is_empty() => None,
+        (Value::Object(wanted), Value::Null) if wanted.is_empty() => None,
         _ => Some(render(path)),
     }
 }
@@ -166,5 +170,15 @@ mod tests {
     fn a_paused_child_is_recognised() {
         assert!(paused(&json!({"metadata": {"labels": {PAUSED_LABEL: "true"}}})));
         assert!(!paused(&json!({"metadata": {"labels": {PAUSED_LABEL: "false"}}})));
+    }
+
+    #[test]
+    fn an_empty_list_the_server_omits_is_not_drift() {
+        let desired =
+            json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []}});
+        let live = json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}});
+        assert_eq!(first_difference(&desired, &live), None);
+        let opened = json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "egress": [{}]}});
+        assert_eq!(first_difference(&opened, &live), Some("spec.egress".to_owned()));
     }
 }

@@ -66,6 +66,31 @@ async fn network_policies_follow_the_spec() {
         );
     }
 
+    // Once applied, they stay as they are: no write loop (a default-deny policy's empty `egress` comes back
+    // omitted, which is not drift).
+    let versions = || async {
+        policies
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .map(|p| (p.name_any(), p.resource_version()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let settled = versions().await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        versions().await,
+        settled,
+        "the operator rewrote a NetworkPolicy it had applied"
+    );
+    assert!(
+        !operator.logs().contains("restored NetworkPolicy"),
+        "a NetworkPolicy seen as drifted:\n{}",
+        operator.logs()
+    );
+
     let toggle = |enabled: bool| json!({"spec": {"networkPolicies": {"enabled": enabled}}});
     pipelines
         .patch("minimal", &PatchParams::default(), &Patch::Merge(&toggle(false)))
