@@ -68,8 +68,11 @@ impl WorkerConfig {
         };
         let (search_url, search_username) = match &spec.targets.elasticsearch {
             Some(search) => match (&search.managed, &search.external) {
-                // ECK serves HTTPS on `<name>-es-http` with the built-in `elastic` user.
-                (Some(_), _) => (Some(format!("https://{name}-es-http:9200")), Some("elastic".to_owned())),
+                // ECK serves HTTPS on `<name>-es-http`; the daily job writes as its own file-realm user.
+                (Some(_), _) => (
+                    Some(format!("https://{name}-es-http:9200")),
+                    Some(managed_search_username(&name)),
+                ),
                 (None, Some(external)) => (Some(external.url.clone()), external.username.clone()),
                 (None, None) => (None, None),
             },
@@ -99,6 +102,12 @@ impl WorkerConfig {
             spec: spec.clone(),
         }
     }
+}
+
+/// The daily job's Elasticsearch user on a managed search target: an ECK file-realm user the operator creates, with
+/// a role limited to the pipeline's indices.
+pub fn managed_search_username(pipeline: &str) -> String {
+    format!("{pipeline}-daily")
 }
 
 /// The raw topic's Kafka name: the spec's, or `cilvest.<pipeline>.raw`.

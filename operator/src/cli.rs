@@ -184,7 +184,10 @@ fn cost_estimate(file: &PathBuf, namespace: &str, args: &crate::cost::CostArgs) 
         })?;
         prices = prices.with_overrides(&path.display().to_string(), &text)?;
     }
-    Ok(crate::cost::estimate(&pipeline, &args.assumptions(), &prices)?.render())
+    let assumptions = args.assumptions();
+    let own = crate::cost::estimate(&pipeline, &assumptions, &prices)?;
+    let profiles = crate::cost::profiles(&pipeline, &assumptions, &prices)?;
+    Ok(own.render() + &crate::cost::profiles::render(&own, &profiles))
 }
 
 /// A pipeline file, in `namespace` unless it names one, validated.

@@ -120,11 +120,19 @@ fn finished_condition(job: &Job) -> Option<&k8s_openapi::api::batch::v1::JobCond
         .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
 }
 
-/// The most recent finished daily run: the summary the job wrote as its termination message, or, when it died
-/// without one, the Job's own failure reason.
-pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
-    let job = newest_finished(jobs)?;
-    let condition = finished_condition(job)?;
+/// How many days `status.days` keeps.
+pub const DAYS_KEPT: usize = 14;
+
+/// The days the newest finished daily Job processed, oldest first: the summaries it wrote as its termination
+/// message (one run, or a list when it caught up on several days), or, when it died without one, the Job's own
+/// failure reason.
+pub fn newest_runs(jobs: &[Job], pods: &[Pod]) -> Vec<DailyRun> {
+    let Some(job) = newest_finished(jobs) else {
+        return Vec::new();
+    };
+    let Some(condition) = finished_condition(job) else {
+        return Vec::new();
+    };
     let job_name = job.name_any();
     let message = pods
         .iter()
@@ -139,11 +147,15 @@ pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
         })
         .max_by_key(|(at, _)| *at)
         .map(|(_, message)| message);
-    let parsed = message
-        .as_deref()
-        .and_then(|m| serde_json::from_str::<DailyRun>(m.trim()).ok());
-    Some(parsed.unwrap_or_else(|| {
-        DailyRun {
+    let parsed = message.as_deref().map(str::trim).and_then(|m| {
+        serde_json::from_str::<DailyRun>(m)
+            .map(|run| vec![run])
+            .or_else(|_| serde_json::from_str::<Vec<DailyRun>>(m))
+            .ok()
+            .filter(|runs| !runs.is_empty())
+    });
+    parsed.unwrap_or_else(|| {
+        vec![DailyRun {
             date: String::new(),
             result: if condition.type_ == "Complete" {
                 "Succeeded"
@@ -158,8 +170,38 @@ pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
                     .unwrap_or_else(|| format!("job {job_name} left no summary")),
             ),
             ..DailyRun::default()
-        }
-    }))
+        }]
+    })
+}
+
+/// The run `status.lastRun` shows of a Job's days: the first that failed, else the newest day.
+pub fn headline(runs: &[DailyRun]) -> Option<DailyRun> {
+    runs.iter()
+        .find(|r| r.result == "Failed")
+        .or_else(|| runs.iter().max_by(|a, b| a.date.cmp(&b.date)))
+        .cloned()
+}
+
+/// The most recent finished daily run (see [`headline`]).
+pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
+    headline(&newest_runs(jobs, pods))
+}
+
+/// `status.days`: the previous history with `runs` replacing the entries of their days, newest day first, at most
+/// [`DAYS_KEPT`]. Runs without a date (a Job that left no summary) are not a day's history.
+pub fn merge_days(previous: &[DailyRun], runs: &[DailyRun]) -> Vec<DailyRun> {
+    let mut by_day: std::collections::BTreeMap<&str, &DailyRun> =
+        previous.iter().map(|r| (r.date.as_str(), r)).collect();
+    for run in runs {
+        by_day.insert(run.date.as_str(), run);
+    }
+    by_day
+        .into_iter()
+        .rev()
+        .filter(|(date, _)| !date.is_empty())
+        .take(DAYS_KEPT)
+        .map(|(_, run)| run.clone())
+        .collect()
 }
 
 /// The new status: conditions only change their transition time when their status flips.
@@ -170,7 +212,7 @@ pub fn compute(
     suspended: bool,
     problem: Option<&Problem>,
     children: Vec<ChildStatus>,
-    last_run: Option<DailyRun>,
+    runs: &[DailyRun],
 ) -> CilvestPipelineStatus {
     let all_ready = children.iter().all(|c| c.ready);
     let waiting: Vec<String> = children
@@ -228,8 +270,10 @@ pub fn compute(
             condition("Degraded", degraded),
         ],
         children,
-        last_run: last_run.or_else(|| previous.and_then(|s| s.last_run.clone())),
+        last_run: headline(runs).or_else(|| previous.and_then(|s| s.last_run.clone())),
+        days: merge_days(previous.map(|s| s.days.as_slice()).unwrap_or_default(), runs),
         x_usage: previous.and_then(|s| s.x_usage.clone()),
+        google_cost: previous.and_then(|s| s.google_cost.clone()),
     }
 }
 
@@ -260,7 +304,7 @@ mod tests {
             false,
             None,
             vec![child(true), child(false)],
-            None,
+            &[],
         );
         assert_eq!(status.phase.as_deref(), Some(PROGRESSING));
         let ready = compute(
@@ -270,7 +314,7 @@ mod tests {
             false,
             None,
             vec![child(true)],
-            None,
+            &[],
         );
         assert_eq!(ready.phase.as_deref(), Some(READY));
         assert_eq!(ready.conditions[0].status, "True");
@@ -313,7 +357,7 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_a_condition_flips() {
-        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)], None);
+        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)], &[]);
         let again = compute(
             Some(&first),
             Some(2),
@@ -321,7 +365,7 @@ mod tests {
             false,
             None,
             vec![child(true)],
-            None,
+            &[],
         );
         assert_eq!(
             first.conditions[0].last_transition_time,
@@ -338,7 +382,7 @@ mod tests {
             false,
             Some(&problem),
             vec![],
-            None,
+            &[],
         );
         assert_eq!(degraded.phase.as_deref(), Some(DEGRADED));
         let degraded_condition = degraded
@@ -350,5 +394,54 @@ mod tests {
             (degraded_condition.status.as_str(), degraded_condition.reason.as_str()),
             ("True", "SecretMissing")
         );
+    }
+
+    #[test]
+    fn a_catch_up_run_reports_each_day_and_the_history_keeps_the_latest_run_of_each() {
+        let run = |date: &str, result: &str| DailyRun {
+            date: date.into(),
+            result: result.into(),
+            ..DailyRun::default()
+        };
+        // One Job that caught up on two days, the older failing: lastRun shows the failure.
+        let runs = [run("2026-11-02", "Failed"), run("2026-11-03", "Succeeded")];
+        assert_eq!(headline(&runs).map(|r| r.date), Some("2026-11-02".to_owned()));
+        let first = compute(None, Some(1), "saham".into(), false, None, vec![child(true)], &runs);
+        let dates: Vec<(&str, &str)> = first
+            .days
+            .iter()
+            .map(|r| (r.date.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(dates, [("2026-11-03", "Succeeded"), ("2026-11-02", "Failed")]);
+        // The next Job does the failed day again: its entry is replaced, lastRun is the newest day.
+        let retried = [run("2026-11-02", "Succeeded"), run("2026-11-04", "Succeeded")];
+        let second = compute(
+            Some(&first),
+            Some(1),
+            "saham".into(),
+            false,
+            None,
+            vec![child(true)],
+            &retried,
+        );
+        let dates: Vec<(&str, &str)> = second
+            .days
+            .iter()
+            .map(|r| (r.date.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                ("2026-11-04", "Succeeded"),
+                ("2026-11-03", "Succeeded"),
+                ("2026-11-02", "Succeeded")
+            ]
+        );
+        assert_eq!(second.last_run.map(|r| r.date), Some("2026-11-04".to_owned()));
+        // Bounded, newest kept.
+        let many: Vec<DailyRun> = (1..=20).map(|d| run(&format!("2026-10-{d:02}"), "Succeeded")).collect();
+        let days = merge_days(&second.days, &many);
+        assert_eq!(days.len(), DAYS_KEPT);
+        assert_eq!(days[0].date, "2026-11-04");
     }
 }

@@ -106,6 +106,16 @@ fn warnings(ns: &str, reason: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_failed_daily_run_degrades_the_pipeline_until_the_next_success() {
     let (client, ns, pipelines, operator) = ready_pipeline("health-daily").await;
+    // The rest of the monthly spend, next to xUsage: the Google part of `cilvest-operator cost`.
+    let cost = pipelines
+        .get("minimal")
+        .await
+        .expect("pipeline")
+        .status
+        .and_then(|s| s.google_cost);
+    let cost = cost.expect("status.googleCost");
+    let usd: f64 = cost.estimated_monthly_usd.parse().expect("a number of dollars");
+    assert!(usd > 0.0 && cost.basis.contains("posts a day"), "{cost:?}");
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     // A daily Job as the CronJob makes them, managed by no controller here (`managedBy`), so its status is ours.
     let job = |name: &str| -> Job {

@@ -147,6 +147,30 @@ async fn full_pipeline_lifecycle() {
     assert_eq!(status.observed_generation, ready.metadata.generation);
     assert_eq!(status.keywords.as_deref(), Some("saham,reksadana,sukuk"));
 
+    // The daily job's own search user (ECK file realm), not the superuser: a basic-auth Secret with a random
+    // password, and its role on the pipeline's indices only.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let writer = secrets.get("cilvest-search-writer").await.expect("the writer Secret");
+    assert_eq!(writer.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    let data = writer.data.clone().expect("data");
+    assert_eq!(data["username"].0, b"cilvest-daily");
+    assert_eq!(data["password"].0.len(), 32, "a 24-byte random password, base64");
+    assert_eq!(writer.owner_references().len(), 1, "owned by the pipeline");
+    let roles = secrets.get("cilvest-search-roles").await.expect("the roles Secret");
+    let roles_yml = String::from_utf8_lossy(&roles.data.expect("data")["roles.yml"].0).into_owned();
+    assert!(
+        roles_yml.contains("cilvest-tweets-*") && roles_yml.contains("cilvest-cilvest-writer"),
+        "{roles_yml}"
+    );
+    let secret_versions = || async {
+        let mut out = Vec::new();
+        for name in ["cilvest-search-writer", "cilvest-search-roles"] {
+            out.push(secrets.get(name).await.expect("secret").resource_version());
+        }
+        out
+    };
+    let secrets_before = secret_versions().await;
+
     // An unchanged pipeline is not written again: a fresh operator's full resync leaves every resourceVersion.
     operator.kill();
     let before = versions(&client, &ns).await;
@@ -162,6 +186,13 @@ async fn full_pipeline_lifecycle() {
         before,
         "a resync of an unchanged pipeline wrote children"
     );
+    assert_eq!(
+        secret_versions().await,
+        secrets_before,
+        "the search user's Secrets were rewritten"
+    );
+    let writer_after = secrets.get("cilvest-search-writer").await.expect("writer");
+    assert_eq!(writer_after.data, writer.data, "the password stays what it was");
     let after_pipeline = pipelines.get("cilvest").await.expect("pipeline");
     assert_eq!(
         after_pipeline.resource_version(),

@@ -81,7 +81,7 @@ impl Command {
         match self {
             Self::Producer(args) => Ok(crate::jobs::producer::run(args).await?),
             Self::Consumer(args) => Ok(args.run().await?),
-            Self::Daily(args) => crate::jobs::daily::run(args).await.map(drop).map_err(Into::into),
+            Self::Daily(args) => crate::jobs::daily::main(args).await.map(drop).map_err(Into::into),
             Self::Demo(args) => Ok(crate::jobs::demo::run(args).await?),
             Self::DataprocCleanup(args) => Ok(crate::jobs::dataproc_cleanup::run(args).await?),
         }

@@ -1,6 +1,7 @@
 //! Parity of `workers/spark/transform.py` run by real Spark (`pyspark`, local mode) with the native transform: the
 //! daily fixture day and a generated day of 20,000 tweets give identical curated rows (sorted by id, all columns)
-//! and identical counts. One `spark-submit` does both days, because a Spark start-up costs ~30 s here.
+//! and identical counts, on Spark 4 and on Spark 3.5 (what Dataproc 2.2 images run). One `spark-submit` per version
+//! does both days, because a Spark start-up costs ~30 s here.
 
 mod support;
 
@@ -292,6 +293,9 @@ fn spark_output(out: &FsPath) -> (Vec<CuratedTweet>, Counts) {
     (rows, serde_json::from_str(counts.trim()).expect("counts json"))
 }
 
+/// An environment variable spark-submit runs with.
+type SparkEnv = (&'static str, String);
+
 fn assert_same(day: &str, native: &[CuratedTweet], spark: &[CuratedTweet]) {
     for (n, s) in native.iter().zip(spark) {
         assert_eq!(n, s, "day {day}: first differing row");
@@ -357,44 +361,71 @@ async fn spark_and_native_transforms_produce_identical_curated_rows() {
         run["rules"] = json!({"keywords": config["keywords"], "mode": config["mode"]});
         run
     };
-    let out_fixture = root.join("spark-fixture");
-    let out_generated = root.join("spark-generated");
-    let mut config: Value =
-        serde_json::from_str(&dataproc::transform_config(&fixture_spec, fixture_date, "", "")).expect("config");
-    config["runs"] = json!([
-        run(
-            &fixture_spec,
-            fixture_date,
-            &format!("file://{}", out_fixture.display())
-        ),
-        run(
-            &generated_spec,
-            generated_date,
-            &format!("file://{}", out_generated.display())
-        ),
-    ]);
     let script = root.join("transform.py");
     std::fs::write(&script, dataproc::TRANSFORM_PY).expect("write script");
-    let started = Instant::now();
-    let output = Command::new(&spark_submit)
-        .current_dir(&root)
-        .arg(&script)
-        .arg(config.to_string())
-        .output()
-        .expect("run spark-submit");
-    eprintln!("spark-submit took {:.1} s", started.elapsed().as_secs_f64());
-    assert!(
-        output.status.success(),
-        "spark-submit failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Spark 4.x (the shared venv), and 3.5, which Dataproc 2.2 images run: the same script, the same rows.
+    let spark35 = [
+        ("SPARK_HOME", service_env("CILVEST_SPARK35_HOME", "spark")),
+        ("PYSPARK_PYTHON", service_env("CILVEST_SPARK35_PYTHON", "spark")),
+        ("PYSPARK_DRIVER_PYTHON", service_env("CILVEST_SPARK35_PYTHON", "spark")),
+    ];
+    let versions: [(&str, String, &[SparkEnv]); 2] = [
+        ("4", spark_submit.clone(), &[]),
+        ("3.5", service_env("CILVEST_SPARK35_SUBMIT", "spark"), &spark35),
+    ];
+    for (version, submit, env) in versions {
+        let out_fixture = root.join(format!("spark{version}-fixture"));
+        let out_generated = root.join(format!("spark{version}-generated"));
+        let mut config: Value =
+            serde_json::from_str(&dataproc::transform_config(&fixture_spec, fixture_date, "", "")).expect("config");
+        config["runs"] = json!([
+            run(
+                &fixture_spec,
+                fixture_date,
+                &format!("file://{}", out_fixture.display())
+            ),
+            run(
+                &generated_spec,
+                generated_date,
+                &format!("file://{}", out_generated.display())
+            ),
+        ]);
+        let started = Instant::now();
+        let output = Command::new(&submit)
+            .current_dir(&root)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .arg(&script)
+            .arg(config.to_string())
+            .output()
+            .expect("run spark-submit");
+        eprintln!(
+            "spark {version}: spark-submit took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            output.status.success(),
+            "spark {version}: spark-submit failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let version_line = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            version_line.contains(&format!("Running Spark version {version}")),
+            "spark {version}: not the Spark version expected"
+        );
 
-    let (spark_fixture, spark_fixture_counts) = spark_output(&out_fixture);
-    let (spark_generated, spark_generated_counts) = spark_output(&out_generated);
-    assert_same(FIXTURE_DAY, &native_fixture, &spark_fixture);
-    assert_eq!(native_fixture_counts, spark_fixture_counts, "fixture day counts");
-    assert_same(GENERATED_DAY, &native_generated, &spark_generated);
-    assert_eq!(native_generated_counts, spark_generated_counts, "generated day counts");
+        let (spark_fixture, spark_fixture_counts) = spark_output(&out_fixture);
+        let (spark_generated, spark_generated_counts) = spark_output(&out_generated);
+        assert_same(FIXTURE_DAY, &native_fixture, &spark_fixture);
+        assert_eq!(
+            native_fixture_counts, spark_fixture_counts,
+            "spark {version}: fixture day counts"
+        );
+        assert_same(GENERATED_DAY, &native_generated, &spark_generated);
+        assert_eq!(
+            native_generated_counts, spark_generated_counts,
+            "spark {version}: generated day counts"
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
 }

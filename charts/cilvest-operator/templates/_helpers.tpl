@@ -103,7 +103,7 @@ What the operator does in a namespace it watches, read from operator/src (contro
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["kafka.strimzi.io"]
   resources: ["kafkatopics"]
   verbs: ["list", "watch", "create", "patch", "delete"]

@@ -41,6 +41,9 @@ pub(super) fn default_retention() -> String {
 pub(super) fn default_daily_cron() -> String {
     "30 1 * * *".to_owned()
 }
+pub(super) fn default_catch_up_days() -> u32 {
+    7
+}
 pub(super) fn default_time_zone() -> String {
     "Asia/Jakarta".to_owned()
 }

@@ -35,6 +35,12 @@ pub struct Schedule {
     /// Suspend the daily job and the producer. Existing data stays.
     #[serde(default)]
     pub suspend: bool,
+    /// How many days before yesterday each daily run looks back at: a day that was never processed, whose run
+    /// failed, or whose raw tweets or counts changed since its run (late data) is processed again, oldest first,
+    /// before yesterday. 0 processes yesterday only. Default 7; at most 31.
+    #[serde(default = "default_catch_up_days")]
+    #[schemars(range(max = 31))]
+    pub catch_up_days: u32,
 }
 
 impl Default for Schedule {
@@ -43,6 +49,7 @@ impl Default for Schedule {
             daily: default_daily_cron(),
             time_zone: default_time_zone(),
             suspend: false,
+            catch_up_days: default_catch_up_days(),
         }
     }
 }

@@ -23,12 +23,32 @@ pub struct CilvestPipelineStatus {
     /// Health of each child, copied in because Argo CD does not look at children.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildStatus>,
-    /// The most recent daily run.
+    /// The most recent daily run: of the days the newest daily Job processed, the first that failed, else the
+    /// newest day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<DailyRun>,
+    /// The latest run of each of the newest days processed (at most 14), newest day first: a day processed again
+    /// (catch-up, late data, a backfill) replaces its entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<DailyRun>,
     /// What the producer read from X this month, and what that costs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_usage: Option<XUsage>,
+    /// The rest of the monthly spend: what Google bills for the pipeline as declared, estimated by the operator's
+    /// price table (`cilvest-operator cost -f` prints the whole estimate and cheaper profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google_cost: Option<GoogleCost>,
+}
+
+/// The operator's monthly estimate of the Google part of a pipeline's bill.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleCost {
+    /// Estimated US dollars a month, such as `96.89`.
+    #[serde(rename = "estimatedMonthlyUSD")]
+    pub estimated_monthly_usd: String,
+    /// What the estimate assumes: volume, where the pods run, the price table's version.
+    pub basis: String,
 }
 
 /// The X API usage of one calendar month (UTC), as the producer counted it.

@@ -76,7 +76,7 @@ fn search_credentials(pipeline: &CilvestPipeline, container: &mut Container) -> 
         return Vec::new();
     };
     let password = match (&search.managed, &search.external) {
-        (Some(_), _) => Some((format!("{name}-es-elastic-user"), "elastic".to_owned())),
+        (Some(_), _) => Some((super::search::writer_secret_name(&name), "password".to_owned())),
         (None, Some(external)) => external
             .password_secret_ref
             .as_ref()

@@ -3,7 +3,7 @@
 
 mod daily;
 mod network;
-mod search;
+pub mod search;
 mod topic;
 mod workers;
 pub mod x_usage;

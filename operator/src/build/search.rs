@@ -1,11 +1,82 @@
-//! The managed search target: an ECK `Elasticsearch` and, when asked for, a `Kibana` pointing at it.
+//! The managed search target: an ECK `Elasticsearch` and, when asked for, a `Kibana` pointing at it; and the
+//! daily job's own Elasticsearch user, an ECK file-realm user whose one role may only manage, read and write the
+//! pipeline's indices (not the `elastic` superuser).
+//!
+//! | Secret | holds | made |
+//! | --- | --- | --- |
+//! | `<pipeline>-search-roles` | `roles.yml`: the role `cilvest-<pipeline>-writer` | applied like any child |
+//! | `<pipeline>-search-writer` | `kubernetes.io/basic-auth`: user `<pipeline>-daily`, a random password, the role | created once, never rewritten |
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{ResourceExt, api::DynamicObject};
 use serde_json::json;
 
 use cilvest_crds::{CilvestPipeline, ManagedSearch};
 
 use crate::meta::{elasticsearch_resource, kibana_resource, object_meta};
+
+/// The Secret holding the daily job's search user (ECK file realm, `kubernetes.io/basic-auth`).
+pub fn writer_secret_name(pipeline: &str) -> String {
+    format!("{pipeline}-search-writer")
+}
+
+/// The Secret holding the role definitions (ECK `spec.auth.roles`).
+pub fn roles_secret_name(pipeline: &str) -> String {
+    format!("{pipeline}-search-roles")
+}
+
+/// The daily job's search user, as `WorkerConfig::search_username` names it.
+pub use cilvest_crds::worker_config::managed_search_username as writer_username;
+
+fn writer_role(pipeline: &str) -> String {
+    format!("cilvest-{pipeline}-writer")
+}
+
+/// `roles.yml`: the writer role, on the pipeline's alias and its monthly indices only. `manage` covers creating an
+/// index, its alias and mapping, and refreshing it; `read` the delete-by-query of a day; `write` the bulk.
+pub fn roles_yml(pipeline: &CilvestPipeline) -> Option<String> {
+    let search = pipeline
+        .spec
+        .targets
+        .elasticsearch
+        .as_ref()
+        .filter(|s| s.managed.is_some())?;
+    let index = &search.index;
+    Some(format!(
+        "{role}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"manage\", \"read\", \"write\"]\n",
+        role = writer_role(&pipeline.name_any()),
+    ))
+}
+
+/// The roles Secret, applied and compared like every child.
+pub fn roles_secret(pipeline: &CilvestPipeline) -> Option<Secret> {
+    let roles = roles_yml(pipeline)?;
+    let name = pipeline.name_any();
+    Some(Secret {
+        metadata: object_meta(pipeline, &roles_secret_name(&name), "search-roles"),
+        string_data: Some(BTreeMap::from([("roles.yml".to_owned(), roles)])),
+        ..Secret::default()
+    })
+}
+
+/// The writer Secret with `password`: created once by the reconcile when it is missing, never applied again (the
+/// password stays what it was; deleting the Secret makes a new one).
+pub fn writer_secret(pipeline: &CilvestPipeline, password: &str) -> Option<Secret> {
+    managed(pipeline)?;
+    let name = pipeline.name_any();
+    Some(Secret {
+        metadata: object_meta(pipeline, &writer_secret_name(&name), "search-writer"),
+        type_: Some("kubernetes.io/basic-auth".to_owned()),
+        data: Some(BTreeMap::from([
+            ("username".to_owned(), ByteString(writer_username(&name).into_bytes())),
+            ("password".to_owned(), ByteString(password.as_bytes().to_vec())),
+            ("roles".to_owned(), ByteString(writer_role(&name).into_bytes())),
+        ])),
+        ..Secret::default()
+    })
+}
 
 fn managed(pipeline: &CilvestPipeline) -> Option<&ManagedSearch> {
     pipeline.spec.targets.elasticsearch.as_ref()?.managed.as_ref()
@@ -18,6 +89,11 @@ pub(super) fn elasticsearch(pipeline: &CilvestPipeline) -> Option<DynamicObject>
     es.metadata = object_meta(pipeline, &name, "elasticsearch");
     es.data = json!({"spec": {
         "version": managed.version,
+        // The daily job's user and its role (file realm).
+        "auth": {
+            "fileRealm": [{"secretName": writer_secret_name(&name)}],
+            "roles": [{"secretName": roles_secret_name(&name)}],
+        },
         "nodeSets": [{
             "name": "default",
             "count": managed.nodes,
@@ -39,4 +115,63 @@ pub(super) fn kibana(pipeline: &CilvestPipeline) -> Option<DynamicObject> {
     kibana.metadata = object_meta(pipeline, &name, "kibana");
     kibana.data = json!({"spec": {"version": managed.version, "count": 1, "elasticsearchRef": {"name": name}}});
     Some(kibana)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> CilvestPipeline {
+        let mut p: CilvestPipeline =
+            serde_saphyr::from_str(include_str!("../../../examples/cilvest.yaml")).expect("example");
+        p.metadata.namespace = Some("jkt".to_owned());
+        p
+    }
+
+    #[test]
+    fn the_daily_job_writes_as_its_own_user_limited_to_the_pipelines_indices() {
+        let p = pipeline();
+        let es = elasticsearch(&p).expect("managed search");
+        assert_eq!(
+            es.data["spec"]["auth"]["fileRealm"][0]["secretName"],
+            "cilvest-search-writer"
+        );
+        assert_eq!(
+            es.data["spec"]["auth"]["roles"][0]["secretName"],
+            "cilvest-search-roles"
+        );
+
+        let roles: serde_json::Value =
+            serde_saphyr::from_str(&roles_yml(&p).expect("roles")).expect("roles.yml is YAML");
+        let role = &roles["cilvest-cilvest-writer"];
+        assert_eq!(role["cluster"], json!([]), "no cluster privilege");
+        assert_eq!(
+            role["indices"][0]["names"],
+            json!(["cilvest-tweets", "cilvest-tweets-*"])
+        );
+        assert_eq!(role["indices"][0]["privileges"], json!(["manage", "read", "write"]));
+        assert_eq!(roles.as_object().map(|r| r.len()), Some(1));
+
+        let writer = writer_secret(&p, "s3cret").expect("writer");
+        assert_eq!(writer.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        let data = writer.data.expect("data");
+        assert_eq!(data["username"].0, b"cilvest-daily");
+        assert_eq!(data["roles"].0, b"cilvest-cilvest-writer");
+        assert_eq!(
+            writer
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::meta::PIPELINE_LABEL))
+                .map(String::as_str),
+            Some("cilvest")
+        );
+    }
+
+    #[test]
+    fn no_search_user_without_managed_search() {
+        let mut p = pipeline();
+        p.spec.targets.elasticsearch = None;
+        assert!(roles_secret(&p).is_none() && writer_secret(&p, "x").is_none());
+    }
 }

@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod publish;
+mod search_users;
 mod watches;
 
 use std::{
@@ -83,6 +84,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
 }
 
 impl Error {
@@ -97,6 +100,7 @@ impl Error {
             Error::Secret { .. } => "SecretReadFailed",
             Error::Cleanup { .. } => "CleanupFailed",
             Error::Status { .. } => "StatusFailed",
+            Error::Random(_) => "RandomFailed",
         }
     }
 }
@@ -302,7 +306,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
                 reason: "InvalidSpec".to_owned(),
                 message: invalid.to_string(),
             };
-            publish::status(pipeline, ctx, keywords, Some(&problem), Vec::new(), None, None).await?;
+            publish::status(pipeline, ctx, keywords, Some(&problem), Vec::new(), &[], None).await?;
             // Nothing will change until the spec does.
             return Ok(Action::await_change());
         }
@@ -339,6 +343,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         kibana: served.get(2).copied().unwrap_or(false),
     };
 
+    search_users::ensure(pipeline, ctx).await?;
     let resources = build::build(pipeline, &parsed, &ctx.options);
     let wants_search = resources.elasticsearch.is_some();
     let (writes, problem) = match apply::apply_all(&ctx.client, &namespace, resources, &live, served).await {
@@ -388,7 +393,8 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
     let children = status::child_health(&live, &name, wants_search);
     let pods = stores.pods(&namespace, &name).await?;
     let jobs = stores.jobs(&namespace, &name).await?;
-    let last_run = status::last_run(&jobs, &pods).or_else(|| previous.and_then(|s| s.last_run.clone()));
+    let runs = status::newest_runs(&jobs, &pods);
+    let last_run = status::headline(&runs).or_else(|| previous.and_then(|s| s.last_run.clone()));
     // A blocked pipeline (spec, Secret, CRD) waits for a person; otherwise its running parts may still be unhealthy.
     let blocked = problem.is_some();
     let usage = live
@@ -427,7 +433,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         keywords,
         problem.as_ref(),
         children,
-        last_run,
+        &runs,
         live.x_usage.as_ref(),
     )
     .await?;

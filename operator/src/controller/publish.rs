@@ -23,7 +23,7 @@ pub async fn status(
     keywords: String,
     problem: Option<&Problem>,
     children: Vec<cilvest_crds::ChildStatus>,
-    last_run: Option<cilvest_crds::DailyRun>,
+    runs: &[cilvest_crds::DailyRun],
     x_usage: Option<&std::collections::BTreeMap<String, String>>,
 ) -> Result<(), Error> {
     let previous = pipeline.status.as_ref();
@@ -34,7 +34,7 @@ pub async fn status(
         pipeline.spec.schedule.suspend,
         problem,
         children,
-        last_run,
+        runs,
     );
     // The producer's usage record: status.xUsage and the XBudget condition (kept as they were until it exists).
     let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
@@ -51,6 +51,13 @@ pub async fn status(
     }) {
         new.conditions.push(condition);
     }
+    // The Google part of the bill only moves with the spec: priced once per generation.
+    new.google_cost = match previous {
+        Some(p) if p.observed_generation == pipeline.meta().generation && p.google_cost.is_some() => {
+            p.google_cost.clone()
+        }
+        _ => crate::cost::profiles::google_status(pipeline),
+    };
     let key = format!("{}/{}", pipeline.namespace().unwrap_or_default(), pipeline.name_any());
     ctx.metrics
         .record_phase(&key, new.phase.as_deref().unwrap_or(status::PENDING));
@@ -82,7 +89,7 @@ pub async fn undecodable(meta: &ObjectMeta, error: &str, ctx: &Context) -> Resul
         false,
         Some(&problem),
         Vec::new(),
-        None,
+        &[],
     );
     write(ctx, namespace, name, &status).await?;
     Ok(Action::await_change())

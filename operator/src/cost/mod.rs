@@ -19,10 +19,12 @@ use cilvest_crds::{
 use crate::build::{self, BuildOptions};
 
 mod prices;
+pub mod profiles;
 mod report;
 mod requests;
 
 pub use prices::*;
+pub use profiles::{Profile, profiles};
 use report::thousands;
 pub use report::*;
 use requests::{Requests, gib_of, pod_requests};
@@ -61,6 +63,8 @@ pub enum CostError {
     UnknownMachine(String),
     #[error(transparent)]
     Invalid(#[from] cilvest_crds::InvalidSpec),
+    #[error("the {name} profile is not a valid spec: {message}")]
+    Profile { name: String, message: String },
 }
 
 /// Where the pods run.

@@ -1,5 +1,5 @@
-//! `cilvest daily`: one local day from the lake's raw tweets to curated Parquet, the BigQuery warehouse and its
-//! marts, and search. The transform runs in-process (native) or on Dataproc (`crate::google::dataproc`), per
+//! `cilvest daily`: local days from the lake's raw tweets to curated Parquet, the BigQuery warehouse and its
+//! marts, and search: yesterday and the days it must catch up on (`catch_up`), a backfill range, or one day. The transform runs in-process (native) or on Dataproc (`crate::google::dataproc`), per
 //! `spec.transform.engine`; what follows it is the same either way.
 //!
 //! ```text
@@ -10,8 +10,10 @@
 //! ```
 //! Every output is replaced, never appended to, so running a day twice leaves exactly the same data.
 
+pub mod catch_up;
 pub mod curated;
 pub mod on_dataproc;
+mod outputs;
 pub mod raw;
 pub mod report;
 
@@ -24,10 +26,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 pub use report::Report;
 
 use crate::{
-    google::bigquery::{self as warehouse, Warehouse, WarehouseError},
+    google::bigquery::{self as warehouse, WarehouseError},
     google::dataproc::{self, DataprocError},
     lake::{self, LakeError},
-    search::{self, BasicAuth, BulkRetry, SearchClientError, SearchError},
+    search::{SearchClientError, SearchError},
     transform::{Counts, CuratedTweet, Day, Rules},
 };
 
@@ -41,9 +43,19 @@ pub struct Args {
     /// The worker configuration the operator renders (key `pipeline.json` of the pipeline's ConfigMap).
     #[arg(long, env = "CILVEST_CONFIG", default_value = "/etc/cilvest/pipeline.json")]
     pub config: PathBuf,
-    /// The local day to process, `YYYY-MM-DD`. Default: yesterday in the pipeline's time zone.
-    #[arg(long)]
+    /// Process exactly this local day, `YYYY-MM-DD`. Default: yesterday in the pipeline's time zone, after the
+    /// days before it that need catching up (`spec.schedule.catchUpDays`).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
     pub date: Option<NaiveDate>,
+    /// Backfill: process every day from this one to `--to`, both included, whatever was done before.
+    #[arg(long, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// The last day of a backfill (with `--from`).
+    #[arg(long, requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// How many days before yesterday a scheduled run checks, instead of `spec.schedule.catchUpDays`.
+    #[arg(long)]
+    pub catch_up_days: Option<u32>,
     /// Read and write the lake here instead of the pipeline's `targets.lake.uri`, e.g. `file:///mnt/lake` for a
     /// gcsfuse mount of the same bucket. BigQuery load jobs still name the pipeline's `gs://` objects.
     #[arg(long, env = "CILVEST_LAKE")]
@@ -149,50 +161,128 @@ pub enum DailyError {
     Search(#[from] SearchError),
     #[error(transparent)]
     Dataproc(#[from] DataprocError),
+    #[error("invalid day range: {0}")]
+    Range(String),
 }
 
 /// A run's settings, resolved from the flags and the worker configuration.
+#[derive(Clone)]
 struct Job {
     config: WorkerConfig,
     date: NaiveDate,
+    time_zone: chrono_tz::Tz,
     rules: Rules,
     lake: Arc<dyn ObjectStore>,
 }
 
-/// Run one day and write its report; the report is returned on success, and written on failure too.
+/// `cilvest daily`: one day with `--date`, a backfill with `--from`/`--to`, else the scheduled run (the days to
+/// catch up on, then yesterday). Every day is tried; the first failure is returned after the others ran.
+pub async fn main(args: Args) -> Result<Vec<Report>, DailyError> {
+    if args.date.is_some() {
+        return run(args).await.map(|report| vec![report]);
+    }
+    let termination_log = termination_log(&args);
+    let planned = match prepare(&args) {
+        Ok(job) => plan(&args, &job).await.map(|days| (job, days)),
+        Err(err) => Err(err),
+    };
+    let (job, days) = match planned {
+        Ok(planned) => planned,
+        Err(err) => {
+            let mut report = Report {
+                engine: "native".to_owned(),
+                ..Report::default()
+            };
+            finish(&mut report, &Err::<(), _>(&err));
+            write_termination(termination_log, report::termination_messages(&[report]));
+            return Err(err);
+        }
+    };
+    tracing::info!(days = ?days.iter().map(ToString::to_string).collect::<Vec<_>>(), "daily run plan");
+    let mut reports = Vec::with_capacity(days.len());
+    let mut first_error = None;
+    for date in days {
+        let (report, outcome) = run_day(&args, &Job { date, ..job.clone() }).await;
+        reports.push(report);
+        if let Err(err) = outcome {
+            tracing::error!(%date, error = %err, "daily run of a day failed; going on with the next");
+            first_error.get_or_insert(err);
+        }
+    }
+    write_termination(termination_log, report::termination_messages(&reports));
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(reports),
+    }
+}
+
+/// The days of a run without `--date`, oldest first.
+async fn plan(args: &Args, job: &Job) -> Result<Vec<NaiveDate>, DailyError> {
+    match (args.from, args.to) {
+        (Some(from), Some(to)) => catch_up::range(from, to),
+        _ => {
+            let catch_up_days = args.catch_up_days.unwrap_or(job.config.spec.schedule.catch_up_days);
+            catch_up::scheduled(job.lake.as_ref(), yesterday(job.time_zone), catch_up_days).await
+        }
+    }
+}
+
+/// Run one day (`--date`, or yesterday) and write its report; the report is returned on success, and written on
+/// failure too.
 pub async fn run(args: Args) -> Result<Report, DailyError> {
+    let termination_log = termination_log(&args);
+    let (report, outcome) = match prepare(&args) {
+        Ok(job) => run_day(&args, &job).await,
+        Err(err) => {
+            let mut report = Report {
+                date: args.date.map(|d| d.to_string()).unwrap_or_default(),
+                engine: "native".to_owned(),
+                ..Report::default()
+            };
+            finish(&mut report, &Err::<(), _>(&err));
+            (report, Err(err))
+        }
+    };
+    write_termination(termination_log, report.termination_message());
+    outcome.map(|()| report)
+}
+
+/// One day, its report filled in and written to the lake.
+async fn run_day(args: &Args, job: &Job) -> (Report, Result<(), DailyError>) {
     let started = Instant::now();
-    let termination_log = args.termination_log.clone().or_else(|| {
-        let default = PathBuf::from(DEFAULT_TERMINATION_LOG);
-        default.exists().then_some(default)
-    });
     let mut report = Report {
-        date: args.date.map(|d| d.to_string()).unwrap_or_default(),
+        date: job.date.to_string(),
         engine: "native".to_owned(),
         ..Report::default()
     };
-    let outcome = match prepare(&args) {
-        Ok(job) => {
-            report.date = job.date.to_string();
-            let outcome = execute(&args, &job, &mut report).await;
-            report.durations.total = started.elapsed().as_secs_f64();
-            report.duration_seconds = report.durations.total;
-            finish(&mut report, &outcome);
-            write_lake_report(&job, &report).await;
-            outcome
-        }
-        Err(err) => {
-            finish(&mut report, &Err::<(), _>(&err));
-            Err(err)
-        }
-    };
-    if let Some(path) = termination_log {
-        // The run's outcome stands whether or not Kubernetes gets to read it.
-        if let Err(err) = std::fs::write(&path, report.termination_message()) {
-            tracing::warn!(path = %path.display(), error = %err, "failed to write the termination message");
-        }
+    let outcome = execute(args, job, &mut report).await;
+    report.durations.total = started.elapsed().as_secs_f64();
+    report.duration_seconds = report.durations.total;
+    finish(&mut report, &outcome);
+    outputs::write_lake_report(job, &report).await;
+    (report, outcome)
+}
+
+fn termination_log(args: &Args) -> Option<PathBuf> {
+    args.termination_log.clone().or_else(|| {
+        let default = PathBuf::from(DEFAULT_TERMINATION_LOG);
+        default.exists().then_some(default)
+    })
+}
+
+/// The run's outcome stands whether or not Kubernetes gets to read it.
+fn write_termination(path: Option<PathBuf>, message: String) {
+    if let Some(path) = path
+        && let Err(err) = std::fs::write(&path, message)
+    {
+        tracing::warn!(path = %path.display(), error = %err, "failed to write the termination message");
     }
-    outcome.map(|()| report)
+}
+
+/// The local day that just ended in `time_zone`.
+fn yesterday(time_zone: chrono_tz::Tz) -> NaiveDate {
+    let today = Utc::now().with_timezone(&time_zone).date_naive();
+    today.checked_sub_days(Days::new(1)).unwrap_or(today)
 }
 
 fn finish<E: std::fmt::Display>(report: &mut Report, outcome: &Result<(), E>) {
@@ -226,16 +316,14 @@ fn prepare(args: &Args) -> Result<Job, DailyError> {
     })?;
     let time_zone = Pipeline::parse(&config.spec)?.time_zone;
     // The CronJob runs after midnight local time: the day to do is the one that just ended.
-    let date = args.date.unwrap_or_else(|| {
-        let today = Utc::now().with_timezone(&time_zone).date_naive();
-        today.checked_sub_days(Days::new(1)).unwrap_or(today)
-    });
+    let date = args.date.unwrap_or_else(|| yesterday(time_zone));
     let lake_uri = args.lake.as_deref().unwrap_or(&config.spec.targets.lake.uri);
     let lake = lake::open(lake_uri, args.gcs_endpoint.as_deref())?;
     Ok(Job {
         rules: Rules::new(&config.spec, time_zone),
         config,
         date,
+        time_zone,
         lake,
     })
 }
@@ -243,6 +331,8 @@ fn prepare(args: &Args) -> Result<Job, DailyError> {
 async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), DailyError> {
     let date = job.date;
     tracing::info!(pipeline = %job.config.pipeline, %date, "daily run starting");
+    // The watermark: what the input looked like before it was read (a late object makes the next run redo the day).
+    report.input = Some(catch_up::state(job.lake.as_ref(), date).await?);
 
     let (rows, counts) = match job.config.spec.transform.engine {
         Engine::Native => {
@@ -282,13 +372,13 @@ async fn execute(args: &Args, job: &Job, report: &mut Report) -> Result<(), Dail
 
     if !args.skip_warehouse {
         let step = Instant::now();
-        load_warehouse(args, job, &part, report).await?;
+        outputs::load_warehouse(args, job, &part, report).await?;
         report.durations.warehouse = step.elapsed().as_secs_f64();
     }
 
     if !args.skip_search {
         let step = Instant::now();
-        index_search(args, job, &rows, report).await?;
+        outputs::index_search(args, job, &rows, report).await?;
         report.durations.search = step.elapsed().as_secs_f64();
     }
     Ok(())
@@ -366,85 +456,4 @@ pub async fn write_curated(
         })?;
     }
     Ok(part)
-}
-
-async fn load_warehouse(args: &Args, job: &Job, part: &Path, report: &mut Report) -> Result<(), DailyError> {
-    let bigquery = &job.config.spec.targets.bigquery;
-    let warehouse =
-        Warehouse::connect(args.bigquery_endpoint.as_deref(), &bigquery.project, &bigquery.location).await?;
-    // BigQuery reads the pipeline's bucket itself, whatever path this process used to reach it.
-    let uri = format!("{}/{part}", job.config.spec.targets.lake.uri.trim_end_matches('/'));
-    warehouse.replace_day(&bigquery.dataset, job.date, vec![uri]).await?;
-    // Counted volumes (keywords in `counts` or `both` mode) of the day, as the producer left them in the lake.
-    let counted = crate::lake::counts::read_day(job.lake.as_ref(), &job.date.to_string())
-        .await
-        .map_err(|source| DailyError::Read {
-            path: format!("{}/dt={}", crate::lake::counts::COUNTS_PREFIX, job.date),
-            source,
-        })?;
-    warehouse
-        .replace_counts_day(&bigquery.dataset, job.date, &counted)
-        .await?;
-    let marts = bigquery.marts_dataset.as_deref().unwrap_or(&bigquery.dataset);
-    warehouse.rebuild_marts(&bigquery.dataset, marts).await?;
-    report.outputs.warehouse = Some(format!(
-        "{}.{}.{}",
-        bigquery.project,
-        bigquery.dataset,
-        warehouse::TWEETS_TABLE
-    ));
-    report.outputs.marts = Some(format!("{}.{marts}", bigquery.project));
-    tracing::info!(date = %job.date, dataset = %bigquery.dataset, marts, "warehouse loaded and marts rebuilt");
-    Ok(())
-}
-
-async fn index_search(args: &Args, job: &Job, rows: &[CuratedTweet], report: &mut Report) -> Result<(), DailyError> {
-    let target = job.config.spec.targets.elasticsearch.as_ref();
-    let Some(url) = args.search_url.as_ref().or(job.config.search_url.as_ref()) else {
-        tracing::info!("the pipeline has no search target");
-        return Ok(());
-    };
-    let alias = target.map_or_else(|| "cilvest-tweets".to_owned(), |t| t.index.clone());
-    let auth = match &job.config.search_username {
-        Some(username) => Some(BasicAuth {
-            username: username.clone(),
-            password: std::env::var(ES_PASSWORD_ENV).map_err(|_| DailyError::SearchPassword(username.clone()))?,
-        }),
-        None => None,
-    };
-    let ca = match &args.search_ca {
-        Some(path) => Some(std::fs::read(path).map_err(|source| DailyError::SearchCa {
-            path: path.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let es = search::client(url, auth, ca.as_deref())?;
-    let index = search::monthly_index(&alias, job.date);
-    search::ensure_index(&es, &alias, &index).await?;
-    let deleted = search::delete_day(&es, &alias, job.date).await?;
-    let docs: Vec<(String, serde_json::Value)> = rows.iter().map(|r| (r.id.clone(), search::document(r))).collect();
-    let outcome = search::bulk_index(&es, &index, &docs, BulkRetry::default()).await?;
-    search::refresh(&es, &index).await?;
-    report.outputs.search_index = Some(index.clone());
-    report.outputs.search_documents = Some(outcome.indexed as u64);
-    report.outputs.search_retries = Some(outcome.retries as u64);
-    tracing::info!(%index, deleted, indexed = outcome.indexed, retries = outcome.retries, "search indexed");
-    outcome.into_result(&index, docs.len())?;
-    Ok(())
-}
-
-/// `reports/dt=D.json`. Best effort: a run whose lake is unreachable still reports through its termination message.
-async fn write_lake_report(job: &Job, report: &Report) {
-    let path = Path::from(format!("reports/dt={}.json", job.date));
-    let body = match serde_json::to_vec_pretty(report) {
-        Ok(body) => body,
-        Err(err) => {
-            tracing::warn!(error = %err, "failed to encode the run report");
-            return;
-        }
-    };
-    if let Err(err) = job.lake.put(&path, PutPayload::from(body)).await {
-        tracing::warn!(%path, error = %err, "failed to write the run report to the lake");
-    }
 }

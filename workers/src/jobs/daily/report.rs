@@ -44,6 +44,9 @@ pub struct Report {
     pub durations: Durations,
     /// Where the outputs went; a step that did not run is absent.
     pub outputs: Outputs,
+    /// The day's input when it was read: the watermark a later run compares with (`catch_up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<super::catch_up::LakeState>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -106,8 +109,9 @@ impl Report {
     }
 
     /// The termination message: this report as a `DailyRun`, within Kubernetes' size limit.
-    pub fn termination_message(&self) -> String {
-        let mut run = DailyRun {
+    /// The run as the operator's status shows it.
+    pub fn daily_run(&self) -> DailyRun {
+        DailyRun {
             date: self.date.clone(),
             result: self.result.clone(),
             tweets_in: i64::try_from(self.tweets_in).unwrap_or(i64::MAX),
@@ -115,20 +119,54 @@ impl Report {
             rejected: i64::try_from(self.rejected).unwrap_or(i64::MAX),
             duration_seconds: (self.duration_seconds * 1000.0).round() / 1000.0,
             message: self.message.clone(),
-        };
+        }
+    }
+
+    /// The termination message of a one-day run: its [`DailyRun`], the message cut to fit Kubernetes' 4 KiB.
+    pub fn termination_message(&self) -> String {
+        let mut run = self.daily_run();
         loop {
             let text = serde_json::to_string(&run).unwrap_or_default();
             match &mut run.message {
                 Some(message) if text.len() > TERMINATION_MESSAGE_LIMIT => {
                     let keep = message.len().saturating_sub(text.len() - TERMINATION_MESSAGE_LIMIT + 3);
-                    let cut = (0..=keep).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
-                    message.truncate(cut);
-                    message.push_str("...");
+                    cut(message, keep);
                 }
                 _ => return text,
             }
         }
     }
+}
+
+/// The termination message of a run over several days: a list of [`DailyRun`], oldest day first. To fit 4 KiB,
+/// error messages are cut short first, then the oldest successful days are left out (their reports stay in the
+/// lake); failures are kept as long as possible.
+pub fn termination_messages(reports: &[Report]) -> String {
+    let mut runs: Vec<DailyRun> = reports.iter().map(Report::daily_run).collect();
+    let share = TERMINATION_MESSAGE_LIMIT / runs.len().max(1);
+    for message in runs.iter_mut().filter_map(|r| r.message.as_mut()) {
+        if message.len() > share / 2 {
+            cut(message, share / 2);
+        }
+    }
+    loop {
+        let text = serde_json::to_string(&runs).unwrap_or_default();
+        if text.len() <= TERMINATION_MESSAGE_LIMIT || runs.len() <= 1 {
+            return text;
+        }
+        let drop = runs.iter().position(|r| r.result == SUCCEEDED).unwrap_or(0);
+        runs.remove(drop);
+    }
+}
+
+/// Cut `message` to at most `keep` bytes on a character boundary, and say so.
+fn cut(message: &mut String, keep: usize) {
+    let at = (0..=keep.min(message.len()))
+        .rev()
+        .find(|&i| message.is_char_boundary(i))
+        .unwrap_or(0);
+    message.truncate(at);
+    message.push_str("...");
 }
 
 #[cfg(test)]
@@ -168,5 +206,27 @@ mod tests {
         assert!(text.len() <= TERMINATION_MESSAGE_LIMIT, "{}", text.len());
         let run: DailyRun = serde_json::from_str(&text).expect("DailyRun");
         assert!(run.message.expect("message").ends_with("..."));
+    }
+
+    #[test]
+    fn a_run_over_many_days_fits_its_termination_message_and_keeps_the_failures() {
+        let reports: Vec<Report> = (1..=40)
+            .map(|day| Report {
+                date: format!("2026-10-{:02}", day % 31 + 1),
+                result: if day % 10 == 0 { FAILED } else { SUCCEEDED }.into(),
+                message: (day % 10 == 0).then(|| "BigQuery refused the load: ".repeat(100)),
+                ..Report::default()
+            })
+            .collect();
+        let text = termination_messages(&reports);
+        assert!(text.len() <= TERMINATION_MESSAGE_LIMIT, "{}", text.len());
+        let runs: Vec<DailyRun> = serde_json::from_str(&text).expect("a list of runs");
+        assert_eq!(runs.iter().filter(|r| r.result == FAILED).count(), 4, "{runs:?}");
+        assert!(
+            runs.iter()
+                .all(|r| r.message.as_ref().is_none_or(|m| m.ends_with("...")))
+        );
+        let one: Vec<DailyRun> = serde_json::from_str(&termination_messages(&reports[..1])).expect("one run");
+        assert_eq!(one.len(), 1);
     }
 }
