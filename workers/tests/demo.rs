@@ -141,6 +141,13 @@ fn input_file_counts_match_a_hand_count() {
 
     assert_eq!(report["records"], 10);
     assert_eq!(report["rejectedRecords"], 1);
+    // The report says first where its posts came from.
+    assert_eq!(report["data"], format!("the posts in {}", input.display()));
+    let table = demo(&["--input", input.to_str().expect("utf-8")]);
+    assert_eq!(
+        table.lines().next(),
+        Some(format!("Data: the posts in {}", input.display()).as_str())
+    );
     let t = &report["transform"];
     assert_eq!(
         (
@@ -265,6 +272,11 @@ fn generated_runs_are_deterministic_and_print_every_table() {
     assert_eq!(first["marts"]["topUsers"].as_array().map(|u| u.len() >= 10), Some(true));
 
     let table = demo(&args);
+    let first_line = table.lines().next().unwrap_or_default();
+    assert!(
+        first_line.starts_with("Data: generated, not real posts") && first_line.contains("seed 42"),
+        "{first_line}"
+    );
     for heading in [
         "Mentions per keyword",
         "Mentions per keyword per day",
@@ -456,6 +468,11 @@ fn the_html_report_renders_its_chart_in_headless_chromium() {
     assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
     let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(dom.contains("<svg id=\"daily-chart\""), "no chart in the rendered DOM");
+    let data = dom.find("id=\"data\"").expect("the data line");
+    assert!(
+        dom.find("<h1>").is_some_and(|h1| data < h1) && dom.contains("Data: generated, not real posts"),
+        "the page says first that the data is generated"
+    );
     for keyword in ["saham", "reksadana", "sukuk"] {
         assert_eq!(
             dom.matches(&format!("<path id=\"series-{keyword}\"")).count(),

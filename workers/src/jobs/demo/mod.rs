@@ -293,6 +293,13 @@ pub async fn execute(args: &Args, lake_dir: &std::path::Path) -> Result<DemoRepo
         .collect();
     progress.finish();
     Ok(DemoReport {
+        data: match &args.input {
+            Some(path) => format!("the posts in {}", path.display()),
+            None => format!(
+                "generated, not real posts: {} synthetic tweets over {} day(s) from {} (seed {})",
+                args.tweets, args.days, args.start, args.seed
+            ),
+        },
         pipeline: config.pipeline.clone(),
         time_zone: time_zone.name().to_owned(),
         keywords,

@@ -13,6 +13,8 @@ use crate::transform::Counts;
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct DemoReport {
+    /// Where the tweets came from, said first: generated (with the generator's settings) or the input file.
+    pub data: String,
     pub pipeline: String,
     pub time_zone: String,
     /// The keywords, in the pipeline's order.
@@ -102,6 +104,7 @@ fn strings<I: IntoIterator<Item = S>, S: ToString>(items: I) -> Vec<String> {
 pub fn text(report: &DemoReport) -> String {
     let mut out = String::new();
     let t = &report.transform;
+    let _ = writeln!(out, "Data: {}", report.data);
     let _ = writeln!(
         out,
         "Cilvest demand report: pipeline {}, {} day(s) from {} to {} ({})",
@@ -206,8 +209,10 @@ pub fn html(report: &DemoReport) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Cilvest demand report</title>\n\
          <style>body{{font-family:sans-serif;margin:24px;color:#222}}pre{{font-size:13px;white-space:pre-wrap}}\
          .legend span{{margin-right:18px}}</style></head><body>\n\
+         <p id=\"data\"><b>Data: {}</b></p>\n\
          <h1>Cilvest demand report</h1>\n<p>Pipeline <b>{}</b>, {} day(s), time zone {}.</p>\n\
          <h2>Daily mentions per keyword</h2>\n",
+        escape(&report.data),
         escape(&report.pipeline),
         report.days.len(),
         escape(&report.time_zone)
