@@ -437,6 +437,30 @@ fn top10(counts: &BTreeMap<String, i64>) -> BTreeMap<String, (i64, i64)> {
         .collect()
 }
 
+/// docs/looker-studio.md names only tables and fields the daily job builds: each `| `table` | `field`, ... |` row
+/// of its table list, against the columns the marts dataset returns.
+async fn looker_studio_doc_names_real_fields(warehouse: &Warehouse, marts: &str) {
+    let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/looker-studio.md"))
+        .expect("docs/looker-studio.md");
+    let ticked = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+    let mut tables = 0;
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let table = ticked(cells[1]).remove(0);
+        let rows = select(warehouse, marts, &table).await;
+        let columns: BTreeSet<&String> = rows.first().map(|r| r.keys().collect()).unwrap_or_default();
+        assert!(!columns.is_empty(), "{table}: no rows to read columns from");
+        for field in ticked(cells[2]) {
+            assert!(
+                columns.contains(&field),
+                "docs/looker-studio.md names {table}.{field}; it has {columns:?}"
+            );
+        }
+        tables += 1;
+    }
+    assert_eq!(tables, 7, "every mart and view is in the doc's table");
+}
+
 async fn assert_marts(warehouse: &Warehouse, marts: &str, expected: &BTreeMap<String, Expected>) {
     let authors = |rows: &mut dyn Iterator<Item = &Expected>| -> i64 {
         rows.filter_map(|r| r.username.clone()).collect::<BTreeSet<_>>().len() as i64
@@ -466,6 +490,17 @@ async fn assert_marts(warehouse: &Warehouse, marts: &str, expected: &BTreeMap<St
         .map(|r| (text(r, "keyword"), (int(r, "tweets"), int(r, "authors"))))
         .collect();
     assert_eq!(got, want, "mart_tweets_per_keyword");
+    // What a chart reading v_keyword_daily adds up per keyword: the distinct kept tweets that mention it.
+    let mut charted: BTreeMap<String, i64> = BTreeMap::new();
+    for row in select(warehouse, marts, "v_keyword_daily").await {
+        assert_eq!(text(&row, "source"), "read", "{row:?}");
+        *charted.entry(text(&row, "keyword")).or_default() += int(&row, "tweets");
+    }
+    let distinct: BTreeMap<String, i64> = want.iter().map(|(k, (tweets, _))| (k.clone(), *tweets)).collect();
+    assert_eq!(
+        charted, distinct,
+        "v_keyword_daily: one number per keyword and day, summing to the kept tweets"
+    );
 
     let mut daily: BTreeMap<(String, NaiveDate), Vec<&Expected>> = BTreeMap::new();
     for (keyword, row) in mentions(expected) {
@@ -721,6 +756,7 @@ async fn a_fixture_day_lands_in_the_lake_warehouse_marts_and_search_and_reruns_c
     let tweets = select(&warehouse, &setup.dataset, "tweets").await;
     assert_warehouse_tweets(&tweets, &all);
     assert_marts(&warehouse, &setup.marts, &all).await;
+    looker_studio_doc_names_real_fields(&warehouse, &setup.marts).await;
     let es = setup.search();
     assert_search(&es, &setup.alias, &all).await;
 

@@ -343,6 +343,26 @@ async fn counts_mode_makes_no_search_request_and_stores_the_fakes_hourly_counts(
     );
     let read = warehouse.query("read rows", &sql).await.expect("read rows");
     assert_eq!(cell(&read[0], "n"), "0", "nothing was read");
+    // A chart reading v_keyword_daily shows, per keyword, the counts endpoint's number.
+    let sql = format!(
+        "SELECT keyword, tweets, source FROM {}",
+        warehouse.table_sql(&dataset, "v_keyword_daily")
+    );
+    let mut charted: BTreeMap<String, i64> = BTreeMap::new();
+    for row in warehouse.query("read the daily view", &sql).await.expect("daily view") {
+        assert_eq!(cell(&row, "source"), "counted");
+        *charted.entry(cell(&row, "keyword")).or_default() += cell(&row, "tweets").parse::<i64>().expect("tweets");
+    }
+    let mut counted: BTreeMap<String, i64> = BTreeMap::new();
+    for ((keyword, _, _), tweets) in &want {
+        *counted.entry(keyword.clone()).or_default() += tweets;
+    }
+    charted.retain(|_, n| *n > 0);
+    counted.retain(|_, n| *n > 0);
+    assert_eq!(
+        charted, counted,
+        "v_keyword_daily: the counts endpoint's number per keyword"
+    );
     warehouse
         .client()
         .dataset()

@@ -1,4 +1,5 @@
-//! The data marts: `SELECT`s over `tweets` and `tweet_counts`, rebuilt after every load.
+//! The data marts: `SELECT`s over `tweets` and `tweet_counts`, rebuilt after every load; and the views a chart
+//! should read, which give one number per keyword and day (or hour) whatever the keyword's mode.
 
 /// One data mart: a table rebuilt from `tweets` after every load.
 #[derive(Debug, Clone)]
@@ -74,6 +75,39 @@ pub fn marts(tweets: &str, counts: &str) -> Vec<Mart> {
                 "SELECT keyword, username, tweets, `rank` FROM (SELECT keyword, t.username, COUNT(*) AS tweets, \
                  RANK() OVER (PARTITION BY keyword ORDER BY COUNT(*) DESC) AS `rank` FROM {per_keyword} \
                  WHERE t.username IS NOT NULL GROUP BY keyword, t.username) WHERE `rank` <= 10"
+            ),
+        },
+    ]
+}
+
+/// The views over the marts that charts read (docs/looker-studio.md): `mart_keyword_daily` and
+/// `mart_keyword_hourly` hold a `read` row and a `counted` row for a keyword in `both` mode, so a chart that sums
+/// `tweets` without filtering on `source` counts that keyword twice. These keep one row per keyword and day (and
+/// hour): X's counted volume when there is one (it is every matching post, not only those read), else the tweets
+/// read. `mart` names a mart as SQL (a quoted, fully qualified table name).
+pub fn views(mart: impl Fn(&str) -> String) -> Vec<Mart> {
+    let one_per = |mart_name: &str, keys: &str, columns: &str| {
+        format!(
+            "SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY {keys} \
+             ORDER BY IF(source = 'counted', 0, 1)) AS pick FROM {}) WHERE pick = 1",
+            mart(mart_name)
+        )
+    };
+    vec![
+        Mart {
+            name: "v_keyword_daily",
+            select: one_per(
+                "mart_keyword_daily",
+                "keyword, local_date",
+                "keyword, local_date, tweets, source",
+            ),
+        },
+        Mart {
+            name: "v_keyword_hourly",
+            select: one_per(
+                "mart_keyword_hourly",
+                "keyword, local_date, local_hour",
+                "keyword, local_date, local_hour, tweets, source",
             ),
         },
     ]

@@ -19,7 +19,7 @@ mod tests;
 
 pub use connect::client;
 use connect::{Credentials, token_and_url};
-pub use marts::{Mart, marts};
+pub use marts::{Mart, marts, views};
 use results::{describe_bq_error, describe_errors, is_conflict, job_id, named_row, truncate};
 pub use schema::{TWEETS_COLUMNS, counts_schema, tweets_schema};
 use schema::{counts_table, staging_table, tweets_table};
@@ -474,6 +474,15 @@ impl Warehouse {
                 mart.select
             );
             self.query(&format!("rebuild mart {marts_dataset}.{}", mart.name), &sql)
+                .await?;
+        }
+        for view in views(|name| self.table_sql(marts_dataset, name)) {
+            let sql = format!(
+                "CREATE OR REPLACE VIEW {} AS {}",
+                self.table_sql(marts_dataset, view.name),
+                view.select
+            );
+            self.query(&format!("create view {marts_dataset}.{}", view.name), &sql)
                 .await?;
         }
         Ok(())
