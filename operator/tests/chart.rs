@@ -418,6 +418,12 @@ async fn helm_install_runs_the_operator_with_only_the_charts_rbac() {
         notes.contains(&format!("It reconciles CilvestPipelines in: {apps}, {more_apps}.")),
         "{notes}"
     );
+    assert!(
+        notes.contains("port-forward service/cilvest-kb-http 5601")
+            && notes.contains("{{.data.elastic | base64decode}}")
+            && notes.contains("cilvest-cilvest-reader"),
+        "the notes say how to reach Kibana and which role analysts get: {notes}"
+    );
 
     // The pipeline NOTES.txt tells people to write is a valid one.
     let example: String = notes

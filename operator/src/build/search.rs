@@ -34,8 +34,14 @@ fn writer_role(pipeline: &str) -> String {
     format!("cilvest-{pipeline}-writer")
 }
 
-/// `roles.yml`: the writer role, on the pipeline's alias and its monthly indices only. `manage` covers creating an
-/// index, its alias and mapping, and refreshing it; `read` the delete-by-query of a day; `write` the bulk.
+/// The analysts' role: read the pipeline's indices in Discover and Dashboards, change nothing.
+pub fn reader_role(pipeline: &str) -> String {
+    format!("cilvest-{pipeline}-reader")
+}
+
+/// `roles.yml`: the writer role, on the pipeline's alias and its monthly indices only (`manage` covers creating an
+/// index, its alias and mapping, and refreshing it; `read` the delete-by-query of a day; `write` the bulk); and the
+/// analysts' read-only role on the same indices with Kibana's Discover and Dashboards, for users made in Kibana.
 pub fn roles_yml(pipeline: &CilvestPipeline) -> Option<String> {
     let search = pipeline
         .spec
@@ -44,9 +50,13 @@ pub fn roles_yml(pipeline: &CilvestPipeline) -> Option<String> {
         .as_ref()
         .filter(|s| s.managed.is_some())?;
     let index = &search.index;
+    let name = pipeline.name_any();
     Some(format!(
-        "{role}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"manage\", \"read\", \"write\"]\n",
-        role = writer_role(&pipeline.name_any()),
+        "{writer}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"manage\", \"read\", \"write\"]\n\
+         {reader}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"read\", \"view_index_metadata\"]\n\
+         \x20 applications:\n    - application: kibana-.kibana\n      privileges: [\"feature_discover.read\", \"feature_dashboard.read\"]\n      resources: [\"*\"]\n",
+        writer = writer_role(&name),
+        reader = reader_role(&name),
     ))
 }
 
@@ -150,7 +160,17 @@ mod tests {
             json!(["cilvest-tweets", "cilvest-tweets-*"])
         );
         assert_eq!(role["indices"][0]["privileges"], json!(["manage", "read", "write"]));
-        assert_eq!(roles.as_object().map(|r| r.len()), Some(1));
+        let reader = &roles["cilvest-cilvest-reader"];
+        assert_eq!(
+            reader["indices"][0]["names"],
+            json!(["cilvest-tweets", "cilvest-tweets-*"])
+        );
+        assert_eq!(
+            reader["indices"][0]["privileges"],
+            json!(["read", "view_index_metadata"])
+        );
+        assert_eq!(reader["applications"][0]["application"], "kibana-.kibana");
+        assert_eq!(roles.as_object().map(|r| r.len()), Some(2));
 
         let writer = writer_secret(&p, "s3cret").expect("writer");
         assert_eq!(writer.type_.as_deref(), Some("kubernetes.io/basic-auth"));
