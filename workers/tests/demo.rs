@@ -486,6 +486,26 @@ fn the_html_report_renders_its_chart_in_headless_chromium() {
     }
     assert_eq!(dom.matches("class=\"y-label\"").count(), 5, "y axis labels");
     assert!(dom.contains(">mentions</text>"));
+    // Per local hour: one path per keyword, 24 hours labelled every other hour.
+    assert!(dom.contains("<svg id=\"hourly-chart\""), "no hourly chart");
+    for keyword in ["saham", "reksadana", "sukuk"] {
+        assert_eq!(
+            dom.matches(&format!("<path id=\"hourly-{keyword}\"")).count(),
+            1,
+            "{keyword}"
+        );
+    }
+    assert_eq!(dom.matches("class=\"x-label hourly\"").count(), 12, "hour labels");
+    assert!(dom.contains(">00</text>") && dom.contains(">22</text>"));
+    // The most active authors: one bar each, labelled with the name, as in the report's top-users mart.
+    assert!(dom.contains("<svg id=\"top-authors-chart\""), "no top-authors chart");
+    let top = report["marts"]["topUsers"].as_array().expect("top users");
+    assert!(!top.is_empty());
+    assert_eq!(dom.matches("class=\"bar\"").count(), top.len());
+    for user in top {
+        let name = text(&user["username"]);
+        assert!(dom.contains(&format!("data-label=\"{name}\"")), "bar for {name}");
+    }
 
     let screenshot = dir.join("report.png");
     let shot = chromium(

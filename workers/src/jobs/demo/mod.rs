@@ -12,6 +12,7 @@
 //! warehouse's SQL `tests/demo.rs` checks against the BigQuery emulator.
 
 mod bus;
+mod charts;
 pub mod generate;
 pub mod marts;
 pub mod render;

@@ -1,13 +1,15 @@
 //! The demand report three ways: an aligned plain-text table for people, JSON for machines, and a self-contained
-//! HTML page with an inline SVG chart of daily mentions per keyword (no scripts, styles or fonts from elsewhere).
+//! HTML page with inline SVG charts (`charts`): mentions per keyword per day and per local hour, and the most
+//! active authors (no scripts, styles or fonts from elsewhere).
 
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::marts::Marts;
+use super::{charts, marts::Marts};
 use crate::transform::Counts;
+use charts::escape;
 
 /// Everything the demo reports.
 #[derive(Serialize, Clone, Debug)]
@@ -217,7 +219,18 @@ pub fn html(report: &DemoReport) -> String {
         report.days.len(),
         escape(&report.time_zone)
     );
-    page.push_str(&chart(report));
+    page.push_str(&charts::line_chart(&charts::LineChart {
+        id: "daily-chart",
+        title: "Daily mentions per keyword",
+        series_id: "series",
+        label_class: "",
+        x: report.days.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect(),
+        series: report
+            .keywords
+            .iter()
+            .map(|k| (k.clone(), report.days.iter().map(|d| report.daily(k, *d)).collect()))
+            .collect(),
+    }));
     page.push_str("<p class=\"legend\" id=\"legend\">");
     for (i, keyword) in report.keywords.iter().enumerate() {
         let _ = write!(
@@ -227,131 +240,32 @@ pub fn html(report: &DemoReport) -> String {
             escape(keyword)
         );
     }
-    page.push_str("</p>\n<h2>Tables</h2>\n<pre id=\"report\">");
+    page.push_str("</p>\n<h2>Mentions per local hour of day</h2>\n");
+    page.push_str(&charts::line_chart(&charts::LineChart {
+        id: "hourly-chart",
+        title: "Mentions per keyword per local hour, summed over the days",
+        series_id: "hourly",
+        label_class: " hourly",
+        x: (0..24).map(|h| format!("{h:02}")).collect(),
+        series: report
+            .hourly
+            .iter()
+            .map(|(k, hours)| (k.clone(), hours.to_vec()))
+            .collect(),
+    }));
+    page.push_str("<h2>Most active authors</h2>\n");
+    page.push_str(&charts::bar_chart(
+        "top-authors-chart",
+        "Tweets of the most active authors",
+        &report
+            .marts
+            .top_users
+            .iter()
+            .map(|u| (u.username.clone(), u.tweets))
+            .collect::<Vec<_>>(),
+    ));
+    page.push_str("<h2>Tables</h2>\n<pre id=\"report\">");
     page.push_str(&escape(&text(report)));
     page.push_str("</pre>\n</body></html>\n");
     page
-}
-
-/// A line chart: x = day, y = mentions, one `<path>` per keyword, axis tick labels as `<text>`.
-fn chart(report: &DemoReport) -> String {
-    const WIDTH: f64 = 900.0;
-    const HEIGHT: f64 = 420.0;
-    const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 50.0;
-    const TOP: f64 = 20.0;
-    const BOTTOM: f64 = 50.0;
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let max = report
-        .keywords
-        .iter()
-        .flat_map(|k| report.days.iter().map(move |d| (k, d)))
-        .map(|(k, d)| report.daily(k, *d))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let y_max = nice_ceiling(max);
-    let n = report.days.len();
-    let x = |i: usize| {
-        if n <= 1 {
-            LEFT + plot_w / 2.0
-        } else {
-            LEFT + plot_w * i as f64 / (n - 1) as f64
-        }
-    };
-    let y = |v: u64| TOP + plot_h * (1.0 - v as f64 / y_max as f64);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg id=\"daily-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"Daily mentions per keyword\">"
-    );
-    let _ = writeln!(
-        svg,
-        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#ffffff\"/>"
-    );
-    // Y axis: five gridlines with their values.
-    let _ = writeln!(svg, "<g class=\"y-axis\" font-size=\"12\" fill=\"#444\">");
-    for step in 0..=4u64 {
-        let value = y_max * step / 4;
-        let py = y(value);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#e0e0e0\"/>\
-             <text class=\"y-label\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value}</text>",
-            WIDTH - RIGHT,
-            LEFT - 8.0,
-            py + 4.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"16\" y=\"{:.1}\" transform=\"rotate(-90 16 {:.1})\" text-anchor=\"middle\">mentions</text></g>",
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
-    );
-    // X axis: one label per day (every other day when there are many).
-    let every = n.div_ceil(12).max(1);
-    let _ = writeln!(svg, "<g class=\"x-axis\" font-size=\"12\" fill=\"#444\">");
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>",
-        WIDTH - RIGHT,
-        TOP + plot_h,
-        TOP + plot_h
-    );
-    for (i, day) in report.days.iter().enumerate().filter(|(i, _)| i % every == 0) {
-        let _ = writeln!(
-            svg,
-            "<text class=\"x-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x(i),
-            TOP + plot_h + 20.0,
-            day.format("%Y-%m-%d")
-        );
-    }
-    let _ = writeln!(svg, "</g>");
-    for (k, keyword) in report.keywords.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let points: Vec<(f64, f64)> = report
-            .days
-            .iter()
-            .enumerate()
-            .map(|(i, day)| (x(i), y(report.daily(keyword, *day))))
-            .collect();
-        let d: String = points
-            .iter()
-            .enumerate()
-            .map(|(i, (px, py))| format!("{}{px:.1},{py:.1}", if i == 0 { "M" } else { " L" }))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<g class=\"series\" data-keyword=\"{kw}\"><path id=\"series-{kw}\" d=\"{d}\" fill=\"none\" \
-             stroke=\"{colour}\" stroke-width=\"3\"/>",
-            kw = escape(keyword)
-        );
-        for (px, py) in &points {
-            let _ = writeln!(svg, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{colour}\"/>");
-        }
-        let _ = writeln!(svg, "</g>");
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-/// A round top for the y axis, divisible by 4 so that the five gridlines fall on round numbers: the smallest
-/// multiple of 4 * 10^k at or above `value`, with k chosen so that it takes at most 10 such steps.
-fn nice_ceiling(value: u64) -> u64 {
-    let mut step = 4u64;
-    while value.div_ceil(step) > 10 {
-        step = step.saturating_mul(10);
-    }
-    value.div_ceil(step).max(1).saturating_mul(step)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
