@@ -186,7 +186,7 @@ fn cost_estimate(file: &PathBuf, namespace: &str, args: &crate::cost::CostArgs) 
     }
     let assumptions = args.assumptions();
     let own = crate::cost::estimate(&pipeline, &assumptions, &prices)?;
-    let profiles = crate::cost::profiles(&pipeline, &assumptions, &prices)?;
+    let profiles = crate::cost::profiles::profiles(&pipeline, &assumptions, &prices)?;
     Ok(own.render() + &crate::cost::profiles::render(&own, &profiles))
 }
 

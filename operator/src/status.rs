@@ -182,11 +182,6 @@ pub fn headline(runs: &[DailyRun]) -> Option<DailyRun> {
         .cloned()
 }
 
-/// The most recent finished daily run (see [`headline`]).
-pub fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
-    headline(&newest_runs(jobs, pods))
-}
-
 /// `status.days`: the previous history with `runs` replacing the entries of their days, newest day first, at most
 /// [`DAYS_KEPT`]. Runs without a date (a Job that left no summary) are not a day's history.
 pub fn merge_days(previous: &[DailyRun], runs: &[DailyRun]) -> Vec<DailyRun> {
@@ -285,6 +280,10 @@ pub fn changed(previous: Option<&CilvestPipelineStatus>, new: &CilvestPipelineSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn last_run(jobs: &[Job], pods: &[Pod]) -> Option<DailyRun> {
+        headline(&newest_runs(jobs, pods))
+    }
 
     fn child(ready: bool) -> ChildStatus {
         ChildStatus {

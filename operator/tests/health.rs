@@ -232,7 +232,7 @@ async fn a_failed_daily_run_degrades_the_pipeline_until_the_next_success() {
         .iter()
         .filter_map(|s| s.split('{').next().map(str::to_owned))
         .collect();
-    for name in common::chart::alerted_series("cilvest_operator_") {
+    for name in common::alerts::alerted_series("cilvest_operator_") {
         assert!(
             seen.contains(&name),
             "the chart alerts on {name}, which this test never saw served: {seen:?}"

@@ -67,10 +67,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     if let Err(error) = promql_parser::parser::parse(expr) {
         panic!("alert expression does not parse as PromQL: {error}\n{expr}");
     }
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| word.starts_with("cilvest_"))
-        .map(str::to_owned)
-        .collect()
+    common::alerts::series_in(expr, "cilvest_")
 }
 
 #[tokio::test]

@@ -13,10 +13,7 @@ use std::{collections::BTreeMap, io::Write, path::PathBuf, sync::Arc};
 
 use chrono::{Days, NaiveDate, Utc};
 use cilvest_crds::DailyRun;
-use cilvest_workers::{
-    google::bigquery::Warehouse,
-    jobs::daily::{self, curated},
-};
+use cilvest_workers::jobs::daily::{self, curated};
 use clap::Parser;
 use flate2::{Compression, write::GzEncoder};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
@@ -147,37 +144,15 @@ impl Lake {
             .collect()
     }
 
-    async fn warehouse(&self) -> Warehouse {
-        let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
-        let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
-        Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
-            .await
-            .expect("warehouse")
-    }
-
     /// Remove what the test made; called only after it passed, so a failure leaves everything to look at.
     async fn clean_up(&self) {
-        let warehouse = self.warehouse().await;
-        for dataset in [&self.dataset, &self.marts] {
-            warehouse
-                .client()
-                .dataset()
-                .delete_if_exists(warehouse.project(), dataset, true)
-                .await;
-        }
-        if let Some(bucket) = self
-            .lake_uri
-            .strip_prefix("file://")
-            .and_then(|l| l.strip_suffix("/lake"))
-        {
-            let _ = std::fs::remove_dir_all(bucket);
-        }
+        support::clean_warehouse_and_lake(&[&self.dataset, &self.marts], &self.lake_uri).await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// Tweets per local day in BigQuery's `tweets` table.
     async fn warehouse_days(&self) -> BTreeMap<String, u64> {
-        let warehouse = self.warehouse().await;
+        let warehouse = support::warehouse().await;
         let rows = warehouse
             .query(
                 "tweets per day",

@@ -719,9 +719,9 @@ async fn malformed_records_land_under_rejected_with_their_reason() {
         produced.len() as f64
     );
     let exposition = consumer.get("/metrics").await.text().await.expect("metrics text");
-    for name in support::alerted_series("cilvest_consumer_") {
+    for name in support::alerts::alerted_series("cilvest_consumer_") {
         assert!(
-            support::declares(&exposition, &name),
+            support::alerts::declares(&exposition, &name),
             "the chart alerts on {name}, which the consumer does not serve"
         );
     }

@@ -224,14 +224,6 @@ impl Setup {
 
     /// Remove what the test made; called only after it passed, so a failure leaves everything to look at.
     async fn clean_up(&self) {
-        let warehouse = self.warehouse().await;
-        for dataset in [&self.dataset, &self.marts] {
-            warehouse
-                .client()
-                .dataset()
-                .delete_if_exists(warehouse.project(), dataset, true)
-                .await;
-        }
         let index = search::monthly_index(&self.alias, DAY1.parse().expect("date"));
         let _ = self
             .search()
@@ -239,13 +231,7 @@ impl Setup {
             .delete(elasticsearch::indices::IndicesDeleteParts::Index(&[&index]))
             .send()
             .await;
-        if let Some(bucket_dir) = self
-            .lake_uri
-            .strip_prefix("file://")
-            .and_then(|lake| lake.strip_suffix("/lake"))
-        {
-            let _ = std::fs::remove_dir_all(bucket_dir);
-        }
+        support::clean_warehouse_and_lake(&[&self.dataset, &self.marts], &self.lake_uri).await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
@@ -276,11 +262,7 @@ impl Setup {
     }
 
     async fn warehouse(&self) -> Warehouse {
-        let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
-        let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
-        Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
-            .await
-            .expect("warehouse")
+        support::warehouse().await
     }
 
     fn search(&self) -> Elasticsearch {

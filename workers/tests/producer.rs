@@ -565,9 +565,9 @@ async fn a_rejected_token_backs_off_is_logged_once_and_never_printed() {
         Some(1.0),
         "{metrics}"
     );
-    for name in support::alerted_series("cilvest_producer_") {
+    for name in support::alerts::alerted_series("cilvest_producer_") {
         assert!(
-            support::declares(&metrics, &name),
+            support::alerts::declares(&metrics, &name),
             "the chart alerts on {name}, which the producer does not serve"
         );
     }

@@ -28,7 +28,7 @@ pub fn roles_secret_name(pipeline: &str) -> String {
 }
 
 /// The daily job's search user, as `WorkerConfig::search_username` names it.
-pub use cilvest_crds::worker_config::managed_search_username as writer_username;
+use cilvest_crds::worker_config::managed_search_username as writer_username;
 
 fn writer_role(pipeline: &str) -> String {
     format!("cilvest-{pipeline}-writer")

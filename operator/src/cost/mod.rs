@@ -24,7 +24,6 @@ mod report;
 mod requests;
 
 pub use prices::*;
-pub use profiles::{Profile, profiles};
 use report::thousands;
 pub use report::*;
 use requests::{Requests, gib_of, pod_requests};

@@ -99,16 +99,3 @@ pub fn dry_run(manifest: &str, namespace: Option<&str>, label: &str) -> String {
     }
     run(command.arg("-f").arg(&file), "kubectl apply --dry-run=server")
 }
-
-/// The `prefix…` series the chart's alerts read (`templates/prometheusrule.yaml`).
-pub fn alerted_series(prefix: &str) -> std::collections::BTreeSet<String> {
-    let path = chart().join("templates/prometheusrule.yaml");
-    let rules = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let names: std::collections::BTreeSet<String> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| word.starts_with(prefix))
-        .map(str::to_owned)
-        .collect();
-    assert!(!names.is_empty(), "no alert reads a {prefix} series");
-    names
-}

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run against the real API server of `scripts/testenv up k8s`.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod alerts;
 pub mod chart;
 
 use std::{collections::BTreeMap, time::Duration};

@@ -3,6 +3,8 @@
 // Every test binary compiles this module but uses a different part of it.
 #![allow(dead_code)]
 
+#[path = "../../../operator/tests/common/alerts.rs"]
+pub mod alerts;
 pub mod dataproc_fields;
 pub mod fake_dataproc;
 pub mod fake_x;
@@ -258,24 +260,26 @@ pub async fn run_once(args: Args) -> Telemetry {
     telemetry
 }
 
-/// The `prefix…` series the chart's alerts read (`charts/cilvest-operator/templates/prometheusrule.yaml`): a worker
-/// test checks that its own `/metrics` declares each, so renaming a metric breaks the test, not the alert.
-pub fn alerted_series(prefix: &str) -> std::collections::BTreeSet<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/cilvest-operator/templates/prometheusrule.yaml");
-    let rules = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let names: std::collections::BTreeSet<String> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| word.starts_with(prefix))
-        .map(str::to_owned)
-        .collect();
-    assert!(!names.is_empty(), "no alert reads a {prefix} series");
-    names
+/// The BigQuery emulator of `scripts/testenv up bigquery`.
+pub async fn warehouse() -> cilvest_workers::google::bigquery::Warehouse {
+    let endpoint = service_env("CILVEST_BQ_URL", "bigquery");
+    let project = service_env("CILVEST_BQ_PROJECT", "bigquery");
+    cilvest_workers::google::bigquery::Warehouse::connect(Some(&endpoint), &project, "asia-southeast2")
+        .await
+        .expect("warehouse")
 }
 
-/// Whether an OpenMetrics exposition declares the series `name` (a counter's samples end in `_total`).
-pub fn declares(exposition: &str, name: &str) -> bool {
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    exposition
-        .lines()
-        .any(|line| line.starts_with(&format!("# TYPE {family} ")))
+/// Delete a test's datasets and a local lake's bucket directory (`file://<root>/<bucket>/lake`).
+pub async fn clean_warehouse_and_lake(datasets: &[&str], lake_uri: &str) {
+    let warehouse = warehouse().await;
+    for dataset in datasets {
+        warehouse
+            .client()
+            .dataset()
+            .delete_if_exists(warehouse.project(), dataset, true)
+            .await;
+    }
+    if let Some(bucket) = lake_uri.strip_prefix("file://").and_then(|l| l.strip_suffix("/lake")) {
+        let _ = std::fs::remove_dir_all(bucket);
+    }
 }

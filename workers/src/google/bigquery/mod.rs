@@ -467,22 +467,17 @@ impl Warehouse {
         self.ensure_table(counts_table(&self.project, dataset)).await?;
         let tweets = self.table_sql(dataset, TWEETS_TABLE);
         let counts = self.table_sql(dataset, COUNTS_TABLE);
-        for mart in marts(&tweets, &counts) {
+        let tables = marts(&tweets, &counts).into_iter().map(|m| ("TABLE", m));
+        let views = views(|name| self.table_sql(marts_dataset, name))
+            .into_iter()
+            .map(|v| ("VIEW", v));
+        for (kind, mart) in tables.chain(views) {
             let sql = format!(
-                "CREATE OR REPLACE TABLE {} AS {}",
+                "CREATE OR REPLACE {kind} {} AS {}",
                 self.table_sql(marts_dataset, mart.name),
                 mart.select
             );
-            self.query(&format!("rebuild mart {marts_dataset}.{}", mart.name), &sql)
-                .await?;
-        }
-        for view in views(|name| self.table_sql(marts_dataset, name)) {
-            let sql = format!(
-                "CREATE OR REPLACE VIEW {} AS {}",
-                self.table_sql(marts_dataset, view.name),
-                view.select
-            );
-            self.query(&format!("create view {marts_dataset}.{}", view.name), &sql)
+            self.query(&format!("rebuild {marts_dataset}.{}", mart.name), &sql)
                 .await?;
         }
         Ok(())

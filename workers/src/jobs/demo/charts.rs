@@ -44,7 +44,7 @@ pub fn line_chart(chart: &LineChart<'_>) -> String {
         }
     };
     let y = |v: u64| TOP + plot_h * (1.0 - v as f64 / y_max as f64);
-    let mut svg = open(chart.id, chart.title);
+    let mut svg = open(chart.id, chart.title, HEIGHT);
     y_axis(&mut svg, y_max, chart.label_class, &y);
     // X axis: at most about 12 labels.
     let every = n.div_ceil(12).max(1);
@@ -99,17 +99,7 @@ pub fn bar_chart(id: &str, title: &str, bars: &[(String, u64)]) -> String {
     let height = TOP + ROW * bars.len().max(1) as f64 + BOTTOM / 2.0;
     let plot_w = WIDTH - label_w - RIGHT;
     let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
-         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\">",
-        escape(title)
-    );
-    let _ = writeln!(
-        svg,
-        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{height}\" fill=\"#ffffff\"/>"
-    );
+    let mut svg = open(id, title, height);
     for (i, (label, value)) in bars.iter().enumerate() {
         let top = TOP + ROW * i as f64;
         let w = plot_w * *value as f64 / max as f64;
@@ -132,17 +122,18 @@ pub fn bar_chart(id: &str, title: &str, bars: &[(String, u64)]) -> String {
     svg
 }
 
-fn open(id: &str, title: &str) -> String {
+/// The `<svg>` element of a chart `height` high, on a white background.
+fn open(id: &str, title: &str, height: f64) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\">",
+        "<svg id=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\">",
         escape(title)
     );
     let _ = writeln!(
         svg,
-        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#ffffff\"/>"
+        "<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{height}\" fill=\"#ffffff\"/>"
     );
     svg
 }
