@@ -12,6 +12,8 @@ pub const CONFIG_KEY: &str = "pipeline.json";
 pub const X_BEARER_TOKEN_ENV: &str = "CILVEST_X_BEARER_TOKEN";
 /// Environment variable carrying the Elasticsearch password (from ECK's or the external Secret).
 pub const ES_PASSWORD_ENV: &str = "CILVEST_ES_PASSWORD";
+/// Environment variable carrying the password of the user that imports the Kibana dashboard.
+pub const KIBANA_PASSWORD_ENV: &str = "CILVEST_KIBANA_PASSWORD";
 
 /// Everything a worker needs to know about its pipeline.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

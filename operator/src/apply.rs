@@ -7,7 +7,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
-        batch::v1::CronJob,
+        batch::v1::{CronJob, Job},
         core::v1::{ConfigMap, ServiceAccount},
         networking::v1::NetworkPolicy,
         rbac::v1::{Role, RoleBinding},
@@ -49,6 +49,13 @@ pub enum ApplyError {
     },
     #[error("the cache of {kind} children has not listed yet: can the operator list and watch {kind}?")]
     NotCached { kind: String },
+    #[error("the cached {kind} {name} does not decode: {source}")]
+    Cached {
+        kind: String,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the {kind} API ({api_version}) is not served: is its operator installed?")]
     MissingCrd { kind: String, api_version: String },
 }
@@ -92,13 +99,9 @@ pub struct ExternalApis {
 }
 
 impl LiveChildren {
-    /// Remember `objects` (of one built-in kind) for the drift and orphan checks.
-    pub fn record<K: Resource<DynamicType = ()> + Serialize>(&mut self, objects: &[std::sync::Arc<K>]) {
-        for object in objects {
-            let key = (K::kind(&()).into_owned(), object.name_any());
-            self.children
-                .insert(key, serde_json::to_value(object.as_ref()).unwrap_or_default());
-        }
+    /// Remember a child (of a built-in kind) as JSON, for the drift and orphan checks.
+    pub fn record(&mut self, kind: &str, name: String, object: serde_json::Value) {
+        self.children.insert((kind.to_owned(), name), object);
     }
 
     /// Remember an external child (KafkaTopic, Elasticsearch, Kibana), kept whole for status too.
@@ -136,6 +139,7 @@ pub async fn apply_all(
         raw_topic,
         elasticsearch,
         kibana,
+        kibana_setup,
         x_usage,
         network_policies,
     } = resources;
@@ -182,6 +186,10 @@ pub async fn apply_all(
             }
             pass.dynamic(object).await?;
         }
+    }
+    // After its Kibana; a new one replaces the old (an orphan by name).
+    if let Some(job) = kibana_setup {
+        pass.typed(job).await?;
     }
     pass.delete_orphans().await?;
     Ok(pass.writes)
@@ -263,6 +271,8 @@ impl Pass<'_> {
                 "ServiceAccount" => delete::<ServiceAccount>(self.client, self.namespace, name).await,
                 "Deployment" => delete::<Deployment>(self.client, self.namespace, name).await,
                 "CronJob" => delete::<CronJob>(self.client, self.namespace, name).await,
+                // Only the Kibana import Jobs are recorded (`controller::watches`), never the daily runs.
+                "Job" => delete::<Job>(self.client, self.namespace, name).await,
                 "Role" => delete::<Role>(self.client, self.namespace, name).await,
                 "RoleBinding" => delete::<RoleBinding>(self.client, self.namespace, name).await,
                 "NetworkPolicy" => delete::<NetworkPolicy>(self.client, self.namespace, name).await,

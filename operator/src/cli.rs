@@ -234,6 +234,7 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
         raw_topic,
         elasticsearch,
         kibana,
+        kibana_setup,
         x_usage,
         network_policies,
     } = build::build(
@@ -258,6 +259,9 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
     }
     for object in [raw_topic, elasticsearch, kibana].into_iter().flatten() {
         documents.push(serde_saphyr::to_string(&object)?);
+    }
+    if let Some(job) = &kibana_setup {
+        documents.push(serde_saphyr::to_string(job)?);
     }
     Ok(documents
         .iter()

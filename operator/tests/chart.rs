@@ -658,6 +658,7 @@ async fn helm_install_runs_the_operator_with_only_the_charts_rbac() {
         format!("watch cilvestpipelines.cilvest.io -n {more_apps}"),
         format!("get secrets/cilvest-x-api -n {apps}"),
         format!("create secrets -n {apps}"),
+        format!("delete jobs.batch -n {apps}"),
         format!("patch cilvestpipelines.cilvest.io/cilvest --subresource=status -n {apps}"),
         format!("create events.events.k8s.io -n {apps}"),
         format!("update leases.coordination.k8s.io/cilvest-operator -n {ops}"),

@@ -162,9 +162,40 @@ async fn full_pipeline_lifecycle() {
         roles_yml.contains("cilvest-tweets-*") && roles_yml.contains("cilvest-cilvest-writer"),
         "{roles_yml}"
     );
+    // With Kibana, the dashboard import: its own user and role, and a Job (owned, named by its hash) that runs
+    // `cilvest kibana-setup` as that user.
+    let setup_user = secrets
+        .get("cilvest-kibana-setup")
+        .await
+        .expect("the Kibana import's Secret");
+    let setup_data = setup_user.data.clone().expect("data");
+    assert_eq!(setup_data["username"].0, b"cilvest-kibana-setup");
+    assert_eq!(setup_data["roles"].0, b"cilvest-cilvest-dashboards");
+    assert!(roles_yml.contains("cilvest-cilvest-dashboards:"), "{roles_yml}");
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    let setup_jobs = || async {
+        jobs.list(&kube::api::ListParams::default().labels("app.kubernetes.io/component=kibana-setup"))
+            .await
+            .expect("list Jobs")
+            .items
+    };
+    let imports = setup_jobs().await;
+    assert_eq!(imports.len(), 1, "one import Job");
+    let import = &imports[0];
+    assert!(
+        import.name_any().starts_with("cilvest-kibana-setup-"),
+        "{}",
+        import.name_any()
+    );
+    assert_eq!(
+        import.owner_references().first().map(|o| o.uid.as_str()),
+        Some(uid.as_str())
+    );
+    let import_pod = import.spec.clone().and_then(|s| s.template.spec).expect("pod");
+    assert_eq!(import_pod.service_account_name.as_deref(), Some("cilvest-kibana-setup"));
     let secret_versions = || async {
         let mut out = Vec::new();
-        for name in ["cilvest-search-writer", "cilvest-search-roles"] {
+        for name in ["cilvest-search-writer", "cilvest-search-roles", "cilvest-kibana-setup"] {
             out.push(secrets.get(name).await.expect("secret").resource_version());
         }
         out
@@ -219,10 +250,14 @@ async fn full_pipeline_lifecycle() {
         .patch("cilvest", &PatchParams::default(), &Patch::Merge(&no_search))
         .await
         .expect("remove search");
-    wait_until("the ECK objects to be deleted", 30, || async {
-        let gone = es.get_opt("cilvest").await.ok()?.is_none() && kibana.get_opt("cilvest").await.ok()?.is_none();
-        gone.then_some(())
-    })
+    wait_until(
+        "the ECK objects and the Kibana import Job to be deleted",
+        30,
+        || async {
+            let gone = es.get_opt("cilvest").await.ok()?.is_none() && kibana.get_opt("cilvest").await.ok()?.is_none();
+            (gone && setup_jobs().await.is_empty()).then_some(())
+        },
+    )
     .await;
 
     // Switching the bus to Pub/Sub deletes the KafkaTopic (a labelled orphan) and tells the workers the names.

@@ -133,6 +133,25 @@ async fn every_worker_pod_is_admitted_under_the_restricted_pod_security_profile(
         .and_then(|s| s.template.spec)
         .expect("daily pod spec");
     templates.push(("cilvest-daily", daily));
+    // The Kibana dashboard import, a Job of its own (the example has managed Kibana).
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), &ns);
+    let imports = wait_until("the Kibana import Job", 60, || async {
+        let items = jobs
+            .list(&ListParams::default().labels("app.kubernetes.io/component=kibana-setup"))
+            .await
+            .ok()?
+            .items;
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(imports.len(), 1, "one Kibana import Job");
+    let import = imports
+        .into_iter()
+        .next()
+        .and_then(|j| j.spec)
+        .and_then(|s| s.template.spec)
+        .expect("import pod spec");
+    templates.push(("cilvest-kibana-setup", import));
     for (name, spec) in templates {
         if let Err(err) = dry_run_pod(&pods, name, spec).await {
             panic!("the {name} pod template is refused: {err}");
@@ -157,10 +176,11 @@ async fn every_worker_pod_is_admitted_under_the_restricted_pod_security_profile(
             .filter_map(|p| p.metadata.name)
             .collect();
         let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
-        (has("cilvest-producer-") && has("cilvest-consumer-") && has("daily-now-")).then_some(names)
+        let all = has("cilvest-producer-") && has("cilvest-consumer-") && has("daily-now-");
+        (all && has("cilvest-kibana-setup-")).then_some(names)
     })
     .await;
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
     let refusals = pod_security_refusals(&ns);
     assert!(refusals.is_empty(), "PodSecurity refused pods: {refusals:?}");
     drop(operator);

@@ -36,6 +36,8 @@ enum Command {
     Demo(crate::jobs::demo::Args),
     /// Delete every Dataproc cluster a pipeline left (run by the operator when a Dataproc pipeline is deleted).
     DataprocCleanup(crate::jobs::dataproc_cleanup::Args),
+    /// Import the pipeline's data view and dashboard into its Kibana (run by the operator as a Job).
+    KibanaSetup(crate::jobs::kibana_setup::Args),
 }
 
 impl Args {
@@ -84,6 +86,7 @@ impl Command {
             Self::Daily(args) => crate::jobs::daily::main(args).await.map(drop).map_err(Into::into),
             Self::Demo(args) => Ok(crate::jobs::demo::run(args).await?),
             Self::DataprocCleanup(args) => Ok(crate::jobs::dataproc_cleanup::run(args).await?),
+            Self::KibanaSetup(args) => Ok(crate::jobs::kibana_setup::run(args).await?),
         }
     }
 }

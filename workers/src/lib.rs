@@ -6,11 +6,11 @@
 //!                                                                                       └─▶ Elasticsearch
 //! ```
 //! Modules by role; dependencies point down this list, never up:
-//! - `cli`, `jobs`: one module per command (`producer`, `consumer`, `daily`, `demo`, `dataproc_cleanup`), each a
-//!   `run()` over the layers below.
+//! - `cli`, `jobs`: one module per command (`producer`, `consumer`, `daily`, `demo`, `dataproc_cleanup`,
+//!   `kibana_setup`), each a `run()` over the layers below.
 //! - `x`: the X API (recent search client, counts, read budget, monthly usage and its cost).
 //! - `lake` (GCS or a local directory), `bus` (Kafka, Pub/Sub), `google` (auth, BigQuery, Dataproc), `search`
-//!   (Elasticsearch): the clients of outside systems.
+//!   (Elasticsearch, and the Kibana dashboard): the clients of outside systems.
 //! - `transform`, `tweet`: the domain (what a tweet is, cleaning, matching, a day's counts); `retry`, the one
 //!   backoff; `telemetry` (the `cilvest-telemetry` crate).
 #![forbid(unsafe_code)]

@@ -60,8 +60,9 @@ What the operator does in a namespace it watches, read from operator/src (contro
 - pipelines: watched (list, watch); only status is written (patch on the status subresource), never spec.
 - children: server-side apply (patch; create when the child is new, since an apply that creates is authorized as
   create), listed by label before each pass, watched to requeue the owner, deleted when orphaned.
-- Jobs and Pods: read for status.lastRun (the daily Job's termination message); Jobs are also watched, and the
-  Dataproc cleanup Job is created, read and deleted when a Dataproc pipeline is deleted.
+- Jobs and Pods: read for status.lastRun (the daily Job's termination message); Jobs are also watched, the
+  Dataproc cleanup Job is created and read when a Dataproc pipeline is deleted, and the Kibana dashboard import Job
+  is applied like a child and deleted when it is replaced.
 - CilvestPipelines are patched only to add or remove the `cilvest.io/dataproc-cleanup` finalizer (RBAC cannot
   limit a patch to metadata; the operator never writes spec).
 - Secrets: a metadata GET of the referenced X token Secret, to report SecretMissing. GET cannot be limited to
@@ -97,7 +98,7 @@ What the operator does in a namespace it watches, read from operator/src (contro
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "get", "create", "patch"]
+  verbs: ["list", "watch", "get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -2,6 +2,7 @@
 //! One module per child; object metadata comes from [`crate::meta`].
 
 mod daily;
+pub mod kibana;
 mod network;
 pub mod search;
 mod topic;
@@ -9,7 +10,10 @@ mod workers;
 pub mod x_usage;
 
 use k8s_openapi::api::{
-    apps::v1::Deployment, batch::v1::CronJob, core::v1::ConfigMap, core::v1::ServiceAccount,
+    apps::v1::Deployment,
+    batch::v1::{CronJob, Job},
+    core::v1::ConfigMap,
+    core::v1::ServiceAccount,
     networking::v1::NetworkPolicy,
 };
 use kube::api::DynamicObject;
@@ -39,6 +43,8 @@ pub struct Resources {
     pub elasticsearch: Option<DynamicObject>,
     /// Present with a managed search target that asks for Kibana.
     pub kibana: Option<DynamicObject>,
+    /// The import of the pipeline's Kibana dashboard, with Kibana.
+    pub kibana_setup: Option<Job>,
     /// The producer's X usage ConfigMap and its right to write it.
     pub x_usage: x_usage::UsageChildren,
     /// Deny by default, then each worker's ports (none when `spec.networkPolicies.enabled` is false).
@@ -57,6 +63,7 @@ pub fn build(pipeline: &CilvestPipeline, parsed: &Pipeline, options: &BuildOptio
         raw_topic: topic::raw_topic(pipeline, parsed),
         elasticsearch: search::elasticsearch(pipeline),
         kibana: search::kibana(pipeline),
+        kibana_setup: kibana::setup_job(pipeline, options),
         x_usage: x_usage::children(pipeline),
         network_policies: network::network_policies(pipeline, parsed),
     }
@@ -197,6 +204,7 @@ mod tests {
                 "cilvest-consumer",
                 "cilvest-daily",
                 "cilvest-default-deny",
+                "cilvest-kibana-setup",
                 "cilvest-producer"
             ]
         );
@@ -224,6 +232,11 @@ mod tests {
         // The search port only towards the ECK cluster's own pods.
         let search = &policies["cilvest-daily"]["spec"]["egress"][2]["to"][0]["podSelector"]["matchLabels"];
         assert_eq!(search["elasticsearch.k8s.elastic.co/cluster-name"], "cilvest");
+        // The dashboard import reaches only its Kibana's pods, on Kibana's port.
+        assert_eq!(ports("cilvest-kibana-setup", "egress"), [53, 53, 5601]);
+        assert!(ports("cilvest-kibana-setup", "ingress").is_empty());
+        let kibana = &policies["cilvest-kibana-setup"]["spec"]["egress"][1]["to"][0]["podSelector"]["matchLabels"];
+        assert_eq!(kibana["kibana.k8s.elastic.co/name"], "cilvest");
 
         let pubsub = built(&pipeline(include_str!("../../../examples/pubsub.yaml")));
         let producer = pubsub

@@ -8,6 +8,7 @@
 //! | producer | 8080 (probes, metrics) | DNS; 443 (X API, Pub/Sub, the Kubernetes API for its usage ConfigMap; also 6443); Kafka ports |
 //! | consumer | 8080 | DNS; 443 (GCS, Pub/Sub); Kafka ports |
 //! | daily | none | DNS; 443 (GCS, BigQuery, Dataproc); the search port (ECK: to the cluster's pods only) |
+//! | kibana-setup (with Kibana) | none | DNS; 5601 to the pipeline's Kibana pods only |
 
 use k8s_openapi::{
     api::networking::v1::{
@@ -58,7 +59,18 @@ pub(super) fn network_policies(pipeline: &CilvestPipeline, parsed: &Pipeline) ->
     }
     let mut daily_egress = vec![dns(), https];
     daily_egress.extend(search);
-    vec![
+    let kibana_setup = super::kibana::wanted(pipeline).then(|| {
+        let to_kibana = NetworkPolicyEgressRule {
+            ports: Some(tcp_ports(&[super::kibana::KIBANA_PORT])),
+            // ECK labels Kibana's pods with the Kibana's name, which is the pipeline's (`search::kibana`).
+            to: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(selector(&[("kibana.k8s.elastic.co/name", &name)])),
+                ..NetworkPolicyPeer::default()
+            }]),
+        };
+        worker(pipeline, super::kibana::COMPONENT, false, vec![dns(), to_kibana])
+    });
+    let mut policies = vec![
         policy(
             pipeline,
             &format!("{name}-default-deny"),
@@ -70,7 +82,9 @@ pub(super) fn network_policies(pipeline: &CilvestPipeline, parsed: &Pipeline) ->
         worker(pipeline, "producer", true, producer_egress),
         worker(pipeline, "consumer", true, consumer_egress),
         worker(pipeline, "daily", false, daily_egress),
-    ]
+    ];
+    policies.extend(kibana_setup);
+    policies
 }
 
 fn worker(

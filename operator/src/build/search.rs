@@ -1,11 +1,13 @@
 //! The managed search target: an ECK `Elasticsearch` and, when asked for, a `Kibana` pointing at it; and the
-//! daily job's own Elasticsearch user, an ECK file-realm user whose one role may only manage, read and write the
-//! pipeline's indices (not the `elastic` superuser).
+//! operator's own Elasticsearch users (ECK file realm), each with one role, never the `elastic` superuser: the
+//! daily job's, which may only manage, read and write the pipeline's indices, and, with Kibana, the dashboard
+//! import's (`build::kibana`), which may only manage Kibana's saved objects and read those indices.
 //!
 //! | Secret | holds | made |
 //! | --- | --- | --- |
-//! | `<pipeline>-search-roles` | `roles.yml`: the role `cilvest-<pipeline>-writer` | applied like any child |
-//! | `<pipeline>-search-writer` | `kubernetes.io/basic-auth`: user `<pipeline>-daily`, a random password, the role | created once, never rewritten |
+//! | `<pipeline>-search-roles` | `roles.yml`: the roles `cilvest-<pipeline>-{writer,reader,dashboards}` | applied like any child |
+//! | `<pipeline>-search-writer` | `kubernetes.io/basic-auth`: user `<pipeline>-daily`, a random password, the writer role | created once, never rewritten |
+//! | `<pipeline>-kibana-setup` | the same for user `<pipeline>-kibana-setup` and the dashboards role (with Kibana only) | created once, never rewritten |
 
 use std::collections::BTreeMap;
 
@@ -34,14 +36,55 @@ fn writer_role(pipeline: &str) -> String {
     format!("cilvest-{pipeline}-writer")
 }
 
+/// The Secret (and user name) of the Kibana dashboard import.
+pub fn kibana_setup_secret_name(pipeline: &str) -> String {
+    format!("{pipeline}-kibana-setup")
+}
+
+fn dashboards_role(pipeline: &str) -> String {
+    format!("cilvest-{pipeline}-dashboards")
+}
+
+/// One of the operator's file-realm users: its Secret, its name and its one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchUser {
+    pub secret: String,
+    pub username: String,
+    pub role: String,
+}
+
+/// The file-realm users of `pipeline`: the daily job's with managed search, and the dashboard import's with managed
+/// Kibana.
+pub fn users(pipeline: &CilvestPipeline) -> Vec<SearchUser> {
+    let Some(managed) = managed(pipeline) else {
+        return Vec::new();
+    };
+    let name = pipeline.name_any();
+    let mut users = vec![SearchUser {
+        secret: writer_secret_name(&name),
+        username: writer_username(&name),
+        role: writer_role(&name),
+    }];
+    if managed.kibana {
+        users.push(SearchUser {
+            secret: kibana_setup_secret_name(&name),
+            username: kibana_setup_secret_name(&name),
+            role: dashboards_role(&name),
+        });
+    }
+    users
+}
+
 /// The analysts' role: read the pipeline's indices in Discover and Dashboards, change nothing.
 pub fn reader_role(pipeline: &str) -> String {
     format!("cilvest-{pipeline}-reader")
 }
 
 /// `roles.yml`: the writer role, on the pipeline's alias and its monthly indices only (`manage` covers creating an
-/// index, its alias and mapping, and refreshing it; `read` the delete-by-query of a day; `write` the bulk); and the
-/// analysts' read-only role on the same indices with Kibana's Discover and Dashboards, for users made in Kibana.
+/// index, its alias and mapping, and refreshing it; `read` the delete-by-query of a day; `write` the bulk); the
+/// analysts' read-only role on the same indices with Kibana's Discover and Dashboards, for users made in Kibana;
+/// and the dashboard import's role: Kibana's saved objects management with the object types it imports (data views,
+/// visualizations, dashboards, saved searches), reading the same indices, nothing else.
 pub fn roles_yml(pipeline: &CilvestPipeline) -> Option<String> {
     let search = pipeline
         .spec
@@ -54,9 +97,12 @@ pub fn roles_yml(pipeline: &CilvestPipeline) -> Option<String> {
     Some(format!(
         "{writer}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"manage\", \"read\", \"write\"]\n\
          {reader}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"read\", \"view_index_metadata\"]\n\
-         \x20 applications:\n    - application: kibana-.kibana\n      privileges: [\"feature_discover.read\", \"feature_dashboard.read\"]\n      resources: [\"*\"]\n",
+         \x20 applications:\n    - application: kibana-.kibana\n      privileges: [\"feature_discover.read\", \"feature_dashboard.read\"]\n      resources: [\"*\"]\n\
+         {dashboards}:\n  cluster: []\n  indices:\n    - names: [\"{index}\", \"{index}-*\"]\n      privileges: [\"read\", \"view_index_metadata\"]\n\
+         \x20 applications:\n    - application: kibana-.kibana\n      privileges: [\"feature_savedObjectsManagement.all\", \"feature_indexPatterns.all\", \"feature_visualize.all\", \"feature_dashboard.all\", \"feature_discover.all\"]\n      resources: [\"*\"]\n",
         writer = writer_role(&name),
         reader = reader_role(&name),
+        dashboards = dashboards_role(&name),
     ))
 }
 
@@ -71,21 +117,23 @@ pub fn roles_secret(pipeline: &CilvestPipeline) -> Option<Secret> {
     })
 }
 
-/// The writer Secret with `password`: created once by the reconcile when it is missing, never applied again (the
+/// A user's Secret with `password`: created once by the reconcile when it is missing, never applied again (the
 /// password stays what it was; deleting the Secret makes a new one).
-pub fn writer_secret(pipeline: &CilvestPipeline, password: &str) -> Option<Secret> {
-    managed(pipeline)?;
-    let name = pipeline.name_any();
-    Some(Secret {
-        metadata: object_meta(pipeline, &writer_secret_name(&name), "search-writer"),
+pub fn user_secret(pipeline: &CilvestPipeline, user: &SearchUser, password: &str) -> Secret {
+    let component = user
+        .secret
+        .strip_prefix(&format!("{}-", pipeline.name_any()))
+        .unwrap_or("search-user");
+    Secret {
+        metadata: object_meta(pipeline, &user.secret, component),
         type_: Some("kubernetes.io/basic-auth".to_owned()),
         data: Some(BTreeMap::from([
-            ("username".to_owned(), ByteString(writer_username(&name).into_bytes())),
+            ("username".to_owned(), ByteString(user.username.clone().into_bytes())),
             ("password".to_owned(), ByteString(password.as_bytes().to_vec())),
-            ("roles".to_owned(), ByteString(writer_role(&name).into_bytes())),
+            ("roles".to_owned(), ByteString(user.role.clone().into_bytes())),
         ])),
         ..Secret::default()
-    })
+    }
 }
 
 fn managed(pipeline: &CilvestPipeline) -> Option<&ManagedSearch> {
@@ -101,7 +149,7 @@ pub(super) fn elasticsearch(pipeline: &CilvestPipeline) -> Option<DynamicObject>
         "version": managed.version,
         // The daily job's user and its role (file realm).
         "auth": {
-            "fileRealm": [{"secretName": writer_secret_name(&name)}],
+            "fileRealm": users(pipeline).iter().map(|u| json!({"secretName": u.secret})).collect::<Vec<_>>(),
             "roles": [{"secretName": roles_secret_name(&name)}],
         },
         "nodeSets": [{
@@ -170,9 +218,34 @@ mod tests {
             json!(["read", "view_index_metadata"])
         );
         assert_eq!(reader["applications"][0]["application"], "kibana-.kibana");
-        assert_eq!(roles.as_object().map(|r| r.len()), Some(2));
+        let dashboards = &roles["cilvest-cilvest-dashboards"];
+        assert_eq!(
+            dashboards["indices"][0]["privileges"],
+            json!(["read", "view_index_metadata"])
+        );
+        let kibana = dashboards["applications"][0]["privileges"]
+            .as_array()
+            .expect("privileges");
+        assert!(kibana.contains(&json!("feature_savedObjectsManagement.all")));
+        assert!(
+            kibana
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.starts_with("feature_"))),
+            "no base privilege"
+        );
+        assert_eq!(roles.as_object().map(|r| r.len()), Some(3));
 
-        let writer = writer_secret(&p, "s3cret").expect("writer");
+        let all = users(&p);
+        assert_eq!(
+            all.iter().map(|u| u.secret.as_str()).collect::<Vec<_>>(),
+            ["cilvest-search-writer", "cilvest-kibana-setup"],
+            "the example has Kibana: two users"
+        );
+        assert_eq!(
+            es.data["spec"]["auth"]["fileRealm"][1]["secretName"],
+            "cilvest-kibana-setup"
+        );
+        let writer = user_secret(&p, &all[0], "s3cret");
         assert_eq!(writer.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         let data = writer.data.expect("data");
         assert_eq!(data["username"].0, b"cilvest-daily");
@@ -192,6 +265,6 @@ mod tests {
     fn no_search_user_without_managed_search() {
         let mut p = pipeline();
         p.spec.targets.elasticsearch = None;
-        assert!(roles_secret(&p).is_none() && writer_secret(&p, "x").is_none());
+        assert!(roles_secret(&p).is_none() && users(&p).is_empty());
     }
 }

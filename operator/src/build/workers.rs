@@ -51,8 +51,10 @@ pub const WORKLOAD_IDENTITY_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 /// usage ConfigMap is the one exception, see [`super::x_usage`]).
 pub(super) fn service_accounts(pipeline: &CilvestPipeline) -> Vec<ServiceAccount> {
     let name = pipeline.name_any();
+    let kibana = super::kibana::wanted(pipeline).then_some(super::kibana::COMPONENT);
     ["producer", "consumer", "daily"]
         .into_iter()
+        .chain(kibana)
         .map(|component| {
             let mut metadata = object_meta(pipeline, &format!("{name}-{component}"), component);
             if let Some(account) = pipeline.spec.workers.google_service_accounts.of(component) {

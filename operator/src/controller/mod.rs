@@ -3,6 +3,7 @@
 //! `watches` caches the children, `publish` writes the status, `cleanup` holds the Dataproc finalizer.
 
 mod cleanup;
+mod compact;
 mod publish;
 mod search_users;
 mod watches;
@@ -95,6 +96,7 @@ impl Error {
             Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
             Error::Apply(ApplyError::List { .. }) => "ListFailed",
             Error::Apply(ApplyError::NotCached { .. }) => "CacheNotReady",
+            Error::Apply(ApplyError::Cached { .. }) => "CacheDecodeFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
             Error::Apply(ApplyError::MissingCrd { .. }) => "CrdMissing",
             Error::Secret { .. } => "SecretReadFailed",

@@ -1,6 +1,7 @@
-//! The daily job's Elasticsearch user on a managed search target (`crate::build::search`): the roles Secret kept as
-//! built, and the user's Secret created once with a random password. Neither is cached: the operator reads them
-//! only here, by name, and holds no Secret in memory beyond the reconcile.
+//! The operator's Elasticsearch users on a managed search target (`crate::build::search`: the daily job's, and the
+//! Kibana dashboard import's): the roles Secret kept as built, and each user's Secret created once with a random
+//! password. None is cached: the operator reads them only here, by name, and holds no Secret in memory beyond the
+//! reconcile.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -13,7 +14,7 @@ use cilvest_crds::CilvestPipeline;
 use super::{Context, Error};
 use crate::{build::search, meta::MANAGER};
 
-/// Make sure both Secrets exist for a pipeline with managed search; nothing otherwise.
+/// Make sure the roles and every user Secret exist for a pipeline with managed search; nothing otherwise.
 pub async fn ensure(pipeline: &CilvestPipeline, ctx: &Context) -> Result<(), Error> {
     let Some(roles) = search::roles_secret(pipeline) else {
         return Ok(());
@@ -40,27 +41,20 @@ pub async fn ensure(pipeline: &CilvestPipeline, ctx: &Context) -> Result<(), Err
             .map_err(failed(&roles_name))?;
     }
 
-    let writer_name = search::writer_secret_name(&pipeline.name_any());
-    if secrets
-        .get_metadata_opt(&writer_name)
-        .await
-        .map_err(failed(&writer_name))?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let Some(writer) = search::writer_secret(pipeline, &password()?) else {
-        return Ok(());
-    };
-    match secrets.create(&PostParams::default(), &writer).await {
-        Ok(_) => {
-            tracing::info!(secret = %writer_name, "created the daily job's search user");
-            Ok(())
+    for user in search::users(pipeline) {
+        let name = user.secret.clone();
+        if secrets.get_metadata_opt(&name).await.map_err(failed(&name))?.is_some() {
+            continue;
         }
-        // Another reconcile (or a person) made it first: keep theirs.
-        Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
-        Err(source) => Err(failed(&writer_name)(source)),
+        let secret = search::user_secret(pipeline, &user, &password()?);
+        match secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => tracing::info!(secret = %name, user = %user.username, "created a search user"),
+            // Another reconcile (or a person) made it first: keep theirs.
+            Err(kube::Error::Api(response)) if response.code == 409 => {}
+            Err(source) => return Err(failed(&name)(source)),
+        }
     }
+    Ok(())
 }
 
 /// 24 random bytes from the operating system, as 32 URL-safe characters; never a weak fallback.

@@ -1,13 +1,14 @@
 //! The controller's watches and caches: one reflector per child kind, fed by the same watch that triggers the
 //! reconciles, so that a reconcile reads its children from memory instead of listing them from the API server.
 //!
-//! What is cached is what the reconcile compares: the objects without their `managedFields`. A Strimzi or ECK kind
+//! What is cached is what the reconcile compares: the objects without their `managedFields`, kept as JSON text
+//! ([`Compact`]) and decoded per pipeline when a reconcile reads them. A Strimzi or ECK kind
 //! whose CRD is missing has a watch that fails and backs off; until its cache has listed once, the reconcile asks the
 //! API server (which is also how it finds out, from the 404, that the kind is not served).
 
 use std::{fmt::Debug, time::Duration};
 
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, Stream, TryStreamExt};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -28,10 +29,13 @@ use kube::{
         watcher,
     },
 };
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
 
+use super::compact::Compact;
 use crate::{
     apply::{ApplyError, LiveChildren},
+    build::kibana::COMPONENT,
     meta::{MANAGER, PIPELINE_LABEL, children_selector},
 };
 
@@ -81,11 +85,15 @@ pub fn children_config() -> watcher::Config {
 pub fn cached<K>(
     client: &Client,
     namespace: Option<&str>,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<Compact<K>>,
+    impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
+)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
+        + Serialize
         + Debug
         + Send
         + Sync
@@ -104,8 +112,8 @@ pub fn cached_dynamic(
     namespace: Option<&str>,
     resource: &ApiResource,
 ) -> (
-    Store<DynamicObject>,
-    impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static,
+    Store<Compact<DynamicObject>>,
+    impl Stream<Item = Result<Compact<DynamicObject>, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
@@ -116,16 +124,19 @@ pub fn cached_dynamic(
 
 fn reflect<K>(
     api: Api<K>,
-    writer: Writer<K>,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+    writer: Writer<Compact<K>>,
+) -> (
+    Store<Compact<K>>,
+    impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
+)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static,
     K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
     let store = writer.as_reader();
     let stream = watcher(api, children_config())
         .backoff(WatchBackoff::default())
-        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .map_ok(Compact::event)
         .reflect(writer)
         .touched_objects();
     (store, stream)
@@ -134,18 +145,18 @@ where
 /// Every cache a reconcile reads.
 #[derive(Clone)]
 pub struct Stores {
-    pub config_maps: Store<ConfigMap>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub roles: Store<Role>,
-    pub role_bindings: Store<RoleBinding>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub cron_jobs: Store<CronJob>,
-    pub deployments: Store<Deployment>,
-    pub jobs: Store<Job>,
+    pub config_maps: Store<Compact<ConfigMap>>,
+    pub service_accounts: Store<Compact<ServiceAccount>>,
+    pub roles: Store<Compact<Role>>,
+    pub role_bindings: Store<Compact<RoleBinding>>,
+    pub network_policies: Store<Compact<NetworkPolicy>>,
+    pub cron_jobs: Store<Compact<CronJob>>,
+    pub deployments: Store<Compact<Deployment>>,
+    pub jobs: Store<Compact<Job>>,
     /// The pods of the workers and of the daily Jobs (they carry the children's labels).
-    pub pods: Store<Pod>,
+    pub pods: Store<Compact<Pod>>,
     /// KafkaTopic, Elasticsearch, Kibana, in the order of [`crate::controller::externals`].
-    pub externals: Vec<(ApiResource, Store<DynamicObject>)>,
+    pub externals: Vec<(ApiResource, Store<Compact<DynamicObject>>)>,
 }
 
 impl Stores {
@@ -160,21 +171,31 @@ impl Stores {
         let mut live = LiveChildren::default();
         let config_maps = mine(&self.config_maps, namespace, pipeline).await?;
         let usage_name = cilvest_crds::usage::usage_configmap_name(pipeline);
-        live.x_usage = config_maps
-            .iter()
-            .find(|map| map.name_any() == usage_name)
-            .and_then(|map| map.data.clone());
-        live.record(&config_maps);
-        live.record(&mine(&self.roles, namespace, pipeline).await?);
-        live.record(&mine(&self.role_bindings, namespace, pipeline).await?);
-        live.record(&mine(&self.network_policies, namespace, pipeline).await?);
-        live.record(&mine(&self.service_accounts, namespace, pipeline).await?);
+        if let Some(usage) = config_maps.iter().find(|map| map.name_any() == usage_name) {
+            live.x_usage = decode(usage)?.data;
+        }
+        record(&mut live, &config_maps)?;
+        record(&mut live, &mine(&self.roles, namespace, pipeline).await?)?;
+        record(&mut live, &mine(&self.role_bindings, namespace, pipeline).await?)?;
+        record(&mut live, &mine(&self.network_policies, namespace, pipeline).await?)?;
+        record(&mut live, &mine(&self.service_accounts, namespace, pipeline).await?)?;
         let cron_jobs = mine(&self.cron_jobs, namespace, pipeline).await?;
-        live.record(&cron_jobs);
-        live.cron_jobs = cron_jobs.iter().map(|c| c.as_ref().clone()).collect();
+        record(&mut live, &cron_jobs)?;
+        live.cron_jobs = cron_jobs.iter().map(|c| decode(c)).collect::<Result<_, _>>()?;
         let deployments = mine(&self.deployments, namespace, pipeline).await?;
-        live.record(&deployments);
-        live.deployments = deployments.iter().map(|d| d.as_ref().clone()).collect();
+        record(&mut live, &deployments)?;
+        live.deployments = deployments.iter().map(|d| decode(d)).collect::<Result<_, _>>()?;
+        // Of the Jobs, only the Kibana import is the pipeline's child; the daily runs belong to the CronJob.
+        for job in mine(&self.jobs, namespace, pipeline).await? {
+            let value = job.value().map_err(|source| ApplyError::Cached {
+                kind: "Job".to_owned(),
+                name: job.name_any(),
+                source,
+            })?;
+            if value.pointer("/metadata/labels/app.kubernetes.io~1component") == Some(&json!(COMPONENT)) {
+                live.record("Job", job.name_any(), value);
+            }
+        }
         let mut served = Vec::new();
         for resource in externals {
             let cache = self
@@ -185,12 +206,18 @@ impl Stores {
                 .filter(|store| store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()));
             let objects = match cache {
                 Some(store) => {
-                    let mut objects: Vec<DynamicObject> = store
-                        .state_filter(|o| belongs(o, namespace, pipeline))
-                        .into_iter()
-                        .map(|o| o.as_ref().clone())
-                        .collect();
-                    objects.sort_by_key(|o| o.metadata.name.clone());
+                    let mut cached = store.state_filter(|o| belongs(o, namespace, pipeline));
+                    cached.sort_by_key(|o| o.meta().name.clone());
+                    let objects = cached
+                        .iter()
+                        .map(|o| {
+                            o.object().map_err(|source| ApplyError::Cached {
+                                kind: resource.kind.clone(),
+                                name: o.name_any(),
+                                source,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
                     Some(objects)
                 }
                 None => list_dynamic(client, namespace, pipeline, resource).await?,
@@ -205,20 +232,20 @@ impl Stores {
 
     /// The pods of `pipeline`'s workers and daily Jobs.
     pub async fn pods(&self, namespace: &str, pipeline: &str) -> Result<Vec<Pod>, ApplyError> {
-        Ok(mine(&self.pods, namespace, pipeline)
+        mine(&self.pods, namespace, pipeline)
             .await?
             .iter()
-            .map(|pod| pod.as_ref().clone())
-            .collect())
+            .map(|pod| decode(pod))
+            .collect()
     }
 
     /// The daily Jobs of `pipeline`.
     pub async fn jobs(&self, namespace: &str, pipeline: &str) -> Result<Vec<Job>, ApplyError> {
-        Ok(mine(&self.jobs, namespace, pipeline)
+        mine(&self.jobs, namespace, pipeline)
             .await?
             .iter()
-            .map(|job| job.as_ref().clone())
-            .collect())
+            .map(|job| decode(job))
+            .collect()
     }
 }
 
@@ -232,10 +259,40 @@ fn belongs<K: Resource>(object: &K, namespace: &str, pipeline: &str) -> bool {
             .is_some_and(|p| p == pipeline)
 }
 
+/// A cached child of a built-in kind, decoded.
+fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(cached: &Compact<K>) -> Result<K, ApplyError> {
+    cached.object().map_err(|source| ApplyError::Cached {
+        kind: K::kind(&()).into_owned(),
+        name: cached.name_any(),
+        source,
+    })
+}
+
+/// Remember cached children of a built-in kind for the drift and orphan checks.
+fn record<K: Resource<DynamicType = ()>>(
+    live: &mut LiveChildren,
+    cached: &[std::sync::Arc<Compact<K>>],
+) -> Result<(), ApplyError> {
+    let kind = K::kind(&());
+    for child in cached {
+        let value = child.value().map_err(|source| ApplyError::Cached {
+            kind: kind.clone().into_owned(),
+            name: child.name_any(),
+            source,
+        })?;
+        live.record(&kind, child.name_any(), value);
+    }
+    Ok(())
+}
+
 /// The cached objects of `pipeline`, once the cache has listed for the first time.
-async fn mine<K>(store: &Store<K>, namespace: &str, pipeline: &str) -> Result<Vec<std::sync::Arc<K>>, ApplyError>
+async fn mine<K>(
+    store: &Store<Compact<K>>,
+    namespace: &str,
+    pipeline: &str,
+) -> Result<Vec<std::sync::Arc<Compact<K>>>, ApplyError>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource<DynamicType = ()> + 'static,
 {
     let kind = K::kind(&()).into_owned();
     match tokio::time::timeout(CACHE_WAIT, store.wait_until_ready()).await {

@@ -5,4 +5,5 @@ pub mod consumer;
 pub mod daily;
 pub mod dataproc_cleanup;
 pub mod demo;
+pub mod kibana_setup;
 pub mod producer;

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod dataproc_fields;
 pub mod fake_dataproc;
+pub mod fake_kibana;
 pub mod fake_x;
 
 use std::{

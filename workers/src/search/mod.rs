@@ -27,6 +27,9 @@ use serde_json::{Value, json};
 
 use crate::{retry::Backoff, transform::CuratedTweet};
 
+pub mod dashboard;
+pub mod kibana;
+
 /// Documents per `_bulk` request: a few MB of tweets, well below Elasticsearch's 100 MB request limit.
 const BULK_CHUNK: usize = 1_000;
 /// How many failed items a report keeps verbatim.
