@@ -9,13 +9,18 @@
 //! | `ProgressDeadlineExceeded` | a worker Deployment stopped progressing (its `progressDeadlineSeconds`) |
 //! | `DailyRunFailed` | the newest finished daily Job failed (cleared by the next success) |
 //! | `DailyRunMissed` | the daily CronJob, not suspended, started no Job for [`MISSED_AFTER`] |
+//! | `KibanaImportFailed` | the Job importing the Kibana dashboard gave up (its pods' logs say why) |
 //!
 //! Messages hold no times that move, so an unchanged problem writes no status and publishes no second Event.
 
 use std::time::Duration;
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, batch::v1::CronJob, core::v1::Pod},
+    api::{
+        apps::v1::Deployment,
+        batch::v1::{CronJob, Job},
+        core::v1::Pod,
+    },
     jiff::Timestamp,
 };
 use kube::ResourceExt;
@@ -51,6 +56,8 @@ pub struct Observed<'a> {
     /// The pipeline's pods (workers and daily Jobs).
     pub pods: &'a [Pod],
     pub usage: Option<&'a UsageRecord>,
+    /// The Job importing the Kibana dashboard, with managed Kibana.
+    pub kibana_import: Option<&'a Job>,
 }
 
 /// The problem that makes the pipeline Degraded, if any.
@@ -71,6 +78,29 @@ pub fn problem(seen: &Observed<'_>) -> Option<Problem> {
                 .flatten()
                 .and_then(|c| missed(c, seen.now))
         })
+        .or_else(|| seen.kibana_import.and_then(failed_import))
+}
+
+fn failed_import(job: &Job) -> Option<Problem> {
+    let failed = job
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    let name = job.name_any();
+    Some(Problem {
+        reason: "KibanaImportFailed".to_owned(),
+        message: format!(
+            "the Kibana dashboard was not imported: Job {name} failed ({}); see kubectl logs job/{name}",
+            failed
+                .message
+                .as_deref()
+                .or(failed.reason.as_deref())
+                .unwrap_or("no reason given")
+        ),
+    })
 }
 
 /// The pipeline's health as the operator's metrics publish it for alerts (see `crate::telemetry::Health`).

@@ -12,6 +12,8 @@ use cilvest_crds::{CilvestPipeline, StrimziTopicVersion};
 pub const MANAGER: &str = "cilvest-operator";
 /// Label carrying the owning pipeline's name; orphan clean-up selects on it.
 pub const PIPELINE_LABEL: &str = "cilvest.io/pipeline";
+/// Label naming which part of the pipeline a child is (`producer`, `daily`, `kibana-setup`, …).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Annotation holding a hash of what the operator last applied, so an unchanged child is not written again.
 pub const HASH_ANNOTATION: &str = "cilvest.io/applied-hash";
 
@@ -46,7 +48,7 @@ fn external_resource(group: &str, version: &str, kind: &str, plural: &str) -> Ap
 pub fn labels(pipeline: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "cilvest".to_owned()),
-        ("app.kubernetes.io/component".to_owned(), component.to_owned()),
+        (COMPONENT_LABEL.to_owned(), component.to_owned()),
         ("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned()),
         (PIPELINE_LABEL.to_owned(), pipeline.to_owned()),
     ])

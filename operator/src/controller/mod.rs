@@ -43,7 +43,7 @@ use cilvest_crds::{CilvestPipeline, Engine, Pipeline};
 
 use crate::{
     apply::{self, ApplyError, ExternalApis, Writes},
-    build::{self, BuildOptions},
+    build::{self, BuildOptions, kibana},
     health,
     meta::{self, MANAGER, PIPELINE_LABEL},
     status::{self, Problem},
@@ -394,7 +394,12 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
     }
     let children = status::child_health(&live, &name, wants_search);
     let pods = stores.pods(&namespace, &name).await?;
-    let jobs = stores.jobs(&namespace, &name).await?;
+    // The daily runs (made by the CronJob) and the Kibana dashboard import, told apart by their component label.
+    let (imports, jobs): (Vec<_>, Vec<_>) = stores
+        .jobs(&namespace, &name)
+        .await?
+        .into_iter()
+        .partition(|job| job.labels().get(meta::COMPONENT_LABEL).map(String::as_str) == Some(kibana::COMPONENT));
     let runs = status::newest_runs(&jobs, &pods);
     let last_run = status::headline(&runs).or_else(|| previous.and_then(|s| s.last_run.clone()));
     // A blocked pipeline (spec, Secret, CRD) waits for a person; otherwise its running parts may still be unhealthy.
@@ -413,6 +418,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
             deployments: &live.deployments,
             pods: &pods,
             usage: usage.as_ref(),
+            kibana_import: imports.first(),
         })
     });
     ctx.metrics.record_health(

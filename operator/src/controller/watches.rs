@@ -36,7 +36,7 @@ use super::compact::Compact;
 use crate::{
     apply::{ApplyError, LiveChildren},
     build::kibana::COMPONENT,
-    meta::{MANAGER, PIPELINE_LABEL, children_selector},
+    meta::{COMPONENT_LABEL, MANAGER, PIPELINE_LABEL, children_selector},
 };
 
 /// The backoff of each watch. kube-runtime's default (30 s, jittered up to a minute) made events flow again only
@@ -192,7 +192,8 @@ impl Stores {
                 name: job.name_any(),
                 source,
             })?;
-            if value.pointer("/metadata/labels/app.kubernetes.io~1component") == Some(&json!(COMPONENT)) {
+            let component = value.pointer(&format!("/metadata/labels/{}", COMPONENT_LABEL.replace('/', "~1")));
+            if component == Some(&json!(COMPONENT)) {
                 live.record("Job", job.name_any(), value);
             }
         }

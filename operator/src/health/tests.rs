@@ -26,6 +26,7 @@ fn healthy<'a>(now: Timestamp) -> Observed<'a> {
         deployments: &[],
         pods: &[],
         usage: None,
+        kibana_import: None,
     }
 }
 
@@ -317,5 +318,48 @@ fn x_refusing_the_token_comes_first() {
         })
         .map(|p| p.reason),
         Some("XRequestRejected".to_owned())
+    );
+}
+
+#[test]
+fn a_kibana_import_that_gave_up_is_named_but_one_still_trying_is_not() {
+    let now = at("2026-12-04T10:00:00Z");
+    let job = |condition: Option<(&str, &str)>| -> k8s_openapi::api::batch::v1::Job {
+        let conditions = condition.map(|(type_, message)| {
+            serde_json::json!([{"type": type_, "status": "True", "reason": "BackoffLimitExceeded", "message": message}])
+        });
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "cilvest-kibana-setup-0a1b2c3d"},
+            "status": {"conditions": conditions.unwrap_or_else(|| serde_json::json!([]))}
+        }))
+        .expect("job")
+    };
+    let running = job(None);
+    assert_eq!(
+        problem(&Observed {
+            kibana_import: Some(&running),
+            ..healthy(now)
+        }),
+        None
+    );
+    let done = job(Some(("Complete", "")));
+    assert_eq!(
+        problem(&Observed {
+            kibana_import: Some(&done),
+            ..healthy(now)
+        }),
+        None
+    );
+    let failed = job(Some(("Failed", "Job has reached the specified backoff limit")));
+    let found = problem(&Observed {
+        kibana_import: Some(&failed),
+        ..healthy(now)
+    })
+    .expect("a problem");
+    assert_eq!(found.reason, "KibanaImportFailed");
+    assert_eq!(
+        found.message,
+        "the Kibana dashboard was not imported: Job cilvest-kibana-setup-0a1b2c3d failed (Job has reached the \
+         specified backoff limit); see kubectl logs job/cilvest-kibana-setup-0a1b2c3d"
     );
 }
