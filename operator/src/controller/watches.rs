@@ -8,7 +8,7 @@
 
 use std::{fmt::Debug, time::Duration};
 
-use futures::{FutureExt, Stream, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -103,7 +103,7 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    reflect(api, Writer::default())
+    reflect(api, Writer::default(), K::kind(&()).into_owned())
 }
 
 /// A cached watch of an external kind (KafkaTopic, Elasticsearch, Kibana).
@@ -119,12 +119,18 @@ pub fn cached_dynamic(
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
         None => Api::all_with(client.clone(), resource),
     };
-    reflect(api, Writer::new(resource.clone()))
+    reflect(api, Writer::new(resource.clone()), resource.kind.clone())
 }
 
+/// The watch of one kind, with its own backoff, feeding `writer`. Its errors stop here: kube-runtime's controller
+/// backs off its whole trigger stream on each error it sees, so after an API server restart the twelve watches'
+/// "resource version too old" errors (one each, as each re-lists) paused every trigger for 4 s apiece, one after the
+/// other: 80 to 90 s before a new pipeline was reconciled (`tests/faults.rs`). Each watch already waits by its own
+/// backoff before it retries.
 fn reflect<K>(
     api: Api<K>,
     writer: Writer<Compact<K>>,
+    kind: String,
 ) -> (
     Store<Compact<K>>,
     impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
@@ -138,7 +144,19 @@ where
         .backoff(WatchBackoff::default())
         .map_ok(Compact::event)
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .filter_map(move |touched| {
+            let kind = kind.clone();
+            async move {
+                match touched {
+                    Ok(object) => Some(Ok(object)),
+                    Err(error) => {
+                        tracing::warn!(%kind, %error, "watch failed; it retries after its backoff");
+                        None
+                    }
+                }
+            }
+        });
     (store, stream)
 }
 

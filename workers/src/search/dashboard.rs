@@ -54,14 +54,19 @@ pub fn saved_objects(pipeline: &str, alias: &str) -> Vec<Value> {
             "total",
             "Mentions in the time range",
             "metric",
-            json!({"addTooltip": true, "addLegend": false, "type": "metric"}),
+            json!({"addTooltip": true, "addLegend": false, "type": "metric",
+                   "metric": {"percentageMode": false, "useRanges": false, "colorSchema": "Green to Red",
+                              "metricColorMode": "None", "colorsRange": [{"from": 0, "to": 10000}],
+                              "labels": {"show": true}, "invertColors": false,
+                              "style": {"bgFill": "#000", "bgColor": false, "labelColor": false, "subText": "",
+                                        "fontSize": 60}}}),
             vec![count.clone()],
         ),
         (
             "per-day",
             "Mentions per keyword per day (Asia/Jakarta)",
             "histogram",
-            json!({"type": "histogram", "addLegend": true, "legendPosition": "right", "addTooltip": true}),
+            bar_chart(),
             vec![
                 count.clone(),
                 json!({"id": "2", "enabled": true, "type": "date_histogram", "schema": "segment",
@@ -73,14 +78,15 @@ pub fn saved_objects(pipeline: &str, alias: &str) -> Vec<Value> {
             "share",
             "Share of mentions per keyword",
             "pie",
-            json!({"type": "pie", "addLegend": true, "legendPosition": "right", "isDonut": true, "addTooltip": true}),
+            json!({"type": "pie", "addTooltip": true, "addLegend": true, "legendPosition": "right", "isDonut": true,
+                   "labels": {"show": false, "values": true, "last_level": true, "truncate": 100}}),
             vec![count.clone(), terms("2", "keywords", "segment", 10)],
         ),
         (
             "per-hour",
             "Mentions per hour of day (Asia/Jakarta)",
             "histogram",
-            json!({"type": "histogram", "addLegend": true, "legendPosition": "right", "addTooltip": true}),
+            bar_chart(),
             vec![
                 count.clone(),
                 json!({"id": "2", "enabled": true, "type": "histogram", "schema": "segment",
@@ -93,7 +99,8 @@ pub fn saved_objects(pipeline: &str, alias: &str) -> Vec<Value> {
             "top-authors",
             "Top authors per keyword",
             "table",
-            json!({"perPage": 10, "showPartialRows": false, "showMetricsAtAllLevels": false, "showTotal": false}),
+            json!({"perPage": 10, "showPartialRows": false, "showMetricsAtAllLevels": false, "showTotal": false,
+                   "totalFunc": "sum", "percentageCol": ""}),
             vec![
                 count,
                 terms("2", "keywords", "bucket", 10),
@@ -136,6 +143,31 @@ pub fn saved_objects(pipeline: &str, alias: &str) -> Vec<Value> {
     panel_refs.push(("search", posts));
     objects.push(dashboard(pipeline, &panel_refs));
     objects
+}
+
+/// A stacked vertical bar chart's parameters, complete as Kibana's editor saves them (an xy chart without its axes
+/// does not render).
+fn bar_chart() -> Value {
+    json!({
+        "type": "histogram",
+        "grid": {"categoryLines": false},
+        "categoryAxes": [{"id": "CategoryAxis-1", "type": "category", "position": "bottom", "show": true,
+                          "scale": {"type": "linear"}, "labels": {"show": true, "filter": true, "truncate": 100},
+                          "title": {}}],
+        "valueAxes": [{"id": "ValueAxis-1", "name": "LeftAxis-1", "type": "value", "position": "left", "show": true,
+                       "scale": {"type": "linear", "mode": "normal"},
+                       "labels": {"show": true, "rotate": 0, "filter": false, "truncate": 100},
+                       "title": {"text": "Mentions"}}],
+        "seriesParams": [{"show": true, "type": "histogram", "mode": "stacked", "data": {"label": "Mentions", "id": "1"},
+                          "valueAxis": "ValueAxis-1", "drawLinesBetweenPoints": true, "lineWidth": 2,
+                          "showCircles": true}],
+        "addTooltip": true,
+        "addLegend": true,
+        "legendPosition": "right",
+        "times": [],
+        "addTimeMarker": false,
+        "labels": {"show": false},
+    })
 }
 
 /// The query part of a saved object: empty KQL, no filter, and (for panels) the data view by reference.
@@ -230,6 +262,20 @@ mod tests {
                     let state: Value =
                         serde_json::from_str(object["attributes"]["visState"].as_str().expect("visState is text"))
                             .expect("visState is JSON");
+                    if state["type"] == "histogram" {
+                        // An xy chart renders only with its axes, and its series must be one of its metrics.
+                        assert!(state["params"]["categoryAxes"][0]["id"].is_string(), "{}", object["id"]);
+                        let series = &state["params"]["seriesParams"][0]["data"]["id"];
+                        assert!(
+                            state["aggs"]
+                                .as_array()
+                                .expect("aggs")
+                                .iter()
+                                .any(|a| a["id"] == *series && a["schema"] == "metric"),
+                            "{}: series {series} is not a metric",
+                            object["id"]
+                        );
+                    }
                     for agg in state["aggs"].as_array().expect("aggs") {
                         let Some(field) = agg["params"]["field"].as_str() else {
                             assert_eq!(agg["type"], "count", "only a count has no field: {agg}");
