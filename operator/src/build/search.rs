@@ -147,6 +147,9 @@ pub(super) fn elasticsearch(pipeline: &CilvestPipeline) -> Option<DynamicObject>
     es.metadata = object_meta(pipeline, &name, "elasticsearch");
     es.data = json!({"spec": {
         "version": managed.version,
+        // Said, not left to ECK's default: deleting the pipeline deletes the data volumes, and with them the
+        // tweets and Kibana's saved objects (`build::kibana`).
+        "volumeClaimDeletePolicy": "DeleteOnScaledownAndClusterDeletion",
         // The daily job's user and its role (file realm).
         "auth": {
             "fileRealm": users(pipeline).iter().map(|u| json!({"secretName": u.secret})).collect::<Vec<_>>(),
@@ -190,6 +193,10 @@ mod tests {
     fn the_daily_job_writes_as_its_own_user_limited_to_the_pipelines_indices() {
         let p = pipeline();
         let es = elasticsearch(&p).expect("managed search");
+        assert_eq!(
+            es.data["spec"]["volumeClaimDeletePolicy"],
+            "DeleteOnScaledownAndClusterDeletion"
+        );
         assert_eq!(
             es.data["spec"]["auth"]["fileRealm"][0]["secretName"],
             "cilvest-search-writer"
