@@ -19,7 +19,7 @@ use cilvest_workers::{
     google::auth::GoogleToken,
     google::dataproc::{self, Client, ClusterRequest, DataprocError, Polling, SparkJob},
     jobs::daily::{curated, raw},
-    transform::{Day, Rules},
+    transform::Rules,
 };
 use object_store::{ObjectStore, local::LocalFileSystem};
 use serde_json::{Value, json};
@@ -514,10 +514,8 @@ async fn binary_setup(engine: &str) -> BinarySetup {
     std::fs::write(&config, worker_config.to_string()).expect("write config");
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&lake).expect("lake"));
     let spec: CilvestPipelineSpec = serde_json::from_value(spec_json(engine)).expect("spec");
-    let mut day = Day::new(Rules::new(&spec, chrono_tz::Asia::Jakarta), date());
-    for (_, body) in raw::read_day(&store, date()).await.expect("read day") {
-        raw::feed(&mut day, &body);
-    }
+    let rules = Rules::new(&spec, chrono_tz::Asia::Jakarta);
+    let (day, _) = raw::transform_day(&store, &rules, date()).await.expect("read day");
     let (rows, counts) = day.finish();
     // Playing the cluster: when the job succeeds, its output appears where the job's config said.
     let parquet = curated::encode(&rows).expect("encode");

@@ -22,7 +22,7 @@ use cilvest_workers::{
     jobs::daily::raw,
     jobs::producer::{Args, Producer},
     telemetry::Telemetry,
-    transform::{Day, Rules},
+    transform::Rules,
     tweet,
 };
 use clap::Parser;
@@ -492,10 +492,9 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
     let days: BTreeSet<NaiveDate> = (0..N).map(|n| created_at(n).with_timezone(&tz).date_naive()).collect();
     let mut curated = BTreeMap::new();
     for date in days {
-        let mut day = Day::new(Rules::new(&spec, tz), date);
-        for (_, body) in raw::read_day(&lake, date).await.expect("read day") {
-            raw::feed(&mut day, &body);
-        }
+        let (day, _) = raw::transform_day(&lake, &Rules::new(&spec, tz), date)
+            .await
+            .expect("read day");
         let (rows, counts) = day.finish();
         assert_eq!(counts.rejected, 0);
         for row in rows {

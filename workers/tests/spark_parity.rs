@@ -19,7 +19,7 @@ use cilvest_crds::CilvestPipelineSpec;
 use cilvest_workers::{
     google::dataproc,
     jobs::daily::{curated, raw},
-    transform::{Counts, CuratedTweet, Day, Rules},
+    transform::{Counts, CuratedTweet, Rules},
 };
 use flate2::{Compression, write::GzEncoder};
 use object_store::{ObjectStore, local::LocalFileSystem};
@@ -265,10 +265,8 @@ async fn native(
     spec: &CilvestPipelineSpec,
     date: NaiveDate,
 ) -> (Vec<CuratedTweet>, Counts) {
-    let mut day = Day::new(Rules::new(spec, chrono_tz::Asia::Jakarta), date);
-    for (_, body) in raw::read_day(lake, date).await.expect("read raw day") {
-        raw::feed(&mut day, &body);
-    }
+    let rules = Rules::new(spec, chrono_tz::Asia::Jakarta);
+    let (day, _) = raw::transform_day(lake, &rules, date).await.expect("read raw day");
     let (rows, counts) = day.finish();
     let bytes = curated::encode(&rows).expect("encode");
     let mut rows = curated::decode(Bytes::from(bytes)).expect("decode");

@@ -312,6 +312,32 @@ impl Day {
         }
     }
 
+    /// Fold `other`, a day fed with other lines of the same date and rules, into this one: the result is the same as
+    /// feeding all the lines here (duplicates across the two are counted, and the same copy is kept).
+    pub fn merge(&mut self, other: Day) {
+        let Counts {
+            tweets_in,
+            rejected,
+            other_day,
+            other_language,
+            retweets,
+            duplicates,
+            ..
+        } = other.counts;
+        self.counts.tweets_in += tweets_in;
+        self.counts.rejected += rejected;
+        self.counts.other_day += other_day;
+        self.counts.other_language += other_language;
+        self.counts.retweets += retweets;
+        self.counts.duplicates += duplicates;
+        let room = REJECTION_SAMPLES.saturating_sub(self.rejections.len());
+        self.rejections.extend(other.rejections.into_iter().take(room));
+        self.kept.reserve(other.kept.len());
+        for row in other.kept.into_values() {
+            self.keep(row);
+        }
+    }
+
     /// The first few rejected lines' errors, for the log.
     pub fn rejections(&self) -> &[String] {
         &self.rejections

@@ -327,3 +327,55 @@ fn retweets_are_kept_when_the_spec_says_so() {
     assert_eq!(rows.len(), 1);
     assert_eq!(counts.retweets, 0);
 }
+
+#[test]
+fn days_fed_in_parts_and_merged_equal_one_day_fed_everything() {
+    let date = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+    let copy = |id: &str, username: &str, created: &str, lang: &str| {
+        format!(
+            r#"{{"tweet":{{"id":"{id}","text":"saham {id} #sukuk","created_at":"{created}","lang":"{lang}"}},"author_username":"{username}"}}"#
+        )
+        .into_bytes()
+    };
+    let lines: Vec<Vec<u8>> = vec![
+        copy("1", "zed", "2026-11-01T01:00:00Z", "in"),
+        copy("2", "ani", "2026-11-01T02:00:00Z", "in"),
+        copy("1", "ani", "2026-11-01T01:00:00Z", "in"),
+        copy("3", "budi", "2026-11-02T01:00:00Z", "in"),
+        copy("4", "citra", "2026-11-01T03:00:00Z", "en"),
+        b"{not json".to_vec(),
+        copy("2", "ani", "2026-11-01T02:00:00Z", "in"),
+        copy("5", "dewi", "2026-11-01T04:00:00Z", "in"),
+    ];
+    let mut whole = Day::new(rules(MatchMode::Substring), date);
+    for line in &lines {
+        whole.push_line(line);
+    }
+    let expected = whole.finish();
+    // Every split into three parts, merged in either order, gives the same rows and counts.
+    for (a, b) in [(1, 4), (3, 6), (0, 8), (2, 2)] {
+        let mut parts = [&lines[..a], &lines[a..b], &lines[b..]].map(|part| {
+            let mut day = Day::new(rules(MatchMode::Substring), date);
+            for line in part {
+                day.push_line(line);
+            }
+            day
+        });
+        parts.reverse();
+        let [first, second, third] = parts;
+        let mut merged = first;
+        merged.merge(second);
+        merged.merge(third);
+        assert_eq!(merged.rejections().len(), 1);
+        assert_eq!(merged.finish(), expected, "split at {a} and {b}");
+    }
+    assert_eq!(expected.1.duplicates, 2);
+    assert_eq!(
+        expected
+            .0
+            .iter()
+            .find(|r| r.id == "1")
+            .and_then(|r| r.username.as_deref()),
+        Some("ani")
+    );
+}

@@ -30,7 +30,7 @@ use crate::{
     google::dataproc::{self, DataprocError},
     lake::{self, LakeError},
     search::{SearchClientError, SearchError},
-    transform::{Counts, CuratedTweet, Day, Rules},
+    transform::{Counts, CuratedTweet, Rules},
 };
 
 /// Where Kubernetes reads a container's termination message unless the pod says otherwise.
@@ -120,6 +120,12 @@ pub enum DailyError {
         path: String,
         #[source]
         source: object_store::Error,
+    },
+    #[error("the transform of {path} did not finish: {source}")]
+    Transform {
+        path: String,
+        #[source]
+        source: tokio::task::JoinError,
     },
     #[error("failed to decompress {path}: {source}")]
     Gzip {
@@ -394,26 +400,18 @@ pub struct NativeDay {
     pub transform_seconds: f64,
 }
 
-/// The transform in this process: read `raw/dt=D/` and run [`Day`] over it. The CronJob's run and the demo both
+/// The transform in this process: read `raw/dt=D/` and run [`Day`](crate::transform::Day) over it. The CronJob's run and the demo both
 /// call this, then [`write_curated`].
 pub async fn transform_native(
     lake: &Arc<dyn ObjectStore>,
     rules: &Rules,
     date: NaiveDate,
 ) -> Result<NativeDay, DailyError> {
+    // Reading and transforming overlap (`raw::transform_day`), so their times are not told apart: `read_seconds` is
+    // 0 and `transform_seconds` covers both.
     let step = Instant::now();
-    let objects = raw::read_day(lake, date).await?;
-    let read_seconds = step.elapsed().as_secs_f64();
-    let object_count = objects.len() as u64;
-
-    // CPU-bound on the runtime's thread, which is fine: nothing else runs meanwhile, and 100,000 tweets take
-    // about a second in a release build.
-    let step = Instant::now();
-    let mut day = Day::new(rules.clone(), date);
-    for (_, body) in &objects {
-        raw::feed(&mut day, body);
-    }
-    drop(objects);
+    let (day, object_count) = raw::transform_day(lake, rules, date).await?;
+    let read_seconds = 0.0;
     for rejection in day.rejections() {
         tracing::warn!(%date, error = %rejection, "rejected a raw line");
     }

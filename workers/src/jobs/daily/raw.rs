@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 
 use super::DailyError;
-use crate::transform::Day;
+use crate::transform::{Day, Rules};
 
 /// Objects fetched at once: a day of consumer flushes is thousands of small objects, and one GET at a time would
 /// spend minutes waiting on GCS round trips.
@@ -21,9 +21,8 @@ pub fn day_prefix(date: NaiveDate) -> Path {
     Path::from(format!("raw/dt={date}"))
 }
 
-/// The day's objects, decompressed, in name order. Objects of other kinds (markers, temporary files) are skipped
-/// with a warning. A corrupt gzip object fails the run rather than silently losing its tweets.
-pub async fn read_day(lake: &Arc<dyn ObjectStore>, date: NaiveDate) -> Result<Vec<(Path, Bytes)>, DailyError> {
+/// The day's objects in name order. Objects of other kinds (markers, temporary files) are skipped with a warning.
+async fn day_objects(lake: &Arc<dyn ObjectStore>, date: NaiveDate) -> Result<Vec<Path>, DailyError> {
     let prefix = day_prefix(date);
     let mut paths = crate::lake::list_paths(lake.as_ref(), &prefix)
         .await
@@ -40,34 +39,66 @@ pub async fn read_day(lake: &Arc<dyn ObjectStore>, date: NaiveDate) -> Result<Ve
         }
         known
     });
-    futures::stream::iter(paths)
-        .map(|path| async move {
-            let body = lake
-                .get(&path)
-                .await
-                .map_err(|source| DailyError::Read {
-                    path: path.to_string(),
-                    source,
-                })?
-                .bytes()
-                .await
-                .map_err(|source| DailyError::Read {
-                    path: path.to_string(),
-                    source,
-                })?;
-            let lines = if path.as_ref().ends_with(".gz") {
-                gunzip(&body).map_err(|source| DailyError::Gzip {
-                    path: path.to_string(),
-                    source,
-                })?
-            } else {
-                body
-            };
-            Ok((path, lines))
-        })
+    Ok(paths)
+}
+
+/// One object's bytes as stored (gzip or not).
+async fn fetch(lake: &Arc<dyn ObjectStore>, path: Path) -> Result<(Path, Bytes), DailyError> {
+    let failed = |source| DailyError::Read {
+        path: path.to_string(),
+        source,
+    };
+    let body = lake.get(&path).await.map_err(failed)?.bytes().await.map_err(failed)?;
+    Ok((path, body))
+}
+
+/// One object through the transform: decompressed, every line fed to a day of its own.
+fn transform_object(rules: Rules, date: NaiveDate, path: &Path, body: &[u8]) -> Result<Day, DailyError> {
+    let mut day = Day::new(rules, date);
+    if path.as_ref().ends_with(".gz") {
+        let lines = gunzip(body).map_err(|source| DailyError::Gzip {
+            path: path.to_string(),
+            source,
+        })?;
+        feed(&mut day, &lines);
+    } else {
+        feed(&mut day, body);
+    }
+    Ok(day)
+}
+
+/// Read and transform day `date` as its objects arrive: up to [`CONCURRENT_READS`] GETs in flight, and each object
+/// decompressed and fed to a day of its own on a blocking thread, one per core at a time, then merged into the
+/// result (which does not depend on the order). Memory holds the kept rows, the compressed objects in flight and one
+/// decompressed object per core, never the whole decompressed day. A corrupt gzip object fails the run rather than
+/// silently losing its tweets. Returns the day and how many objects it read.
+pub async fn transform_day(
+    lake: &Arc<dyn ObjectStore>,
+    rules: &Rules,
+    date: NaiveDate,
+) -> Result<(Day, u64), DailyError> {
+    let paths = day_objects(lake, date).await?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut parts = futures::stream::iter(paths)
+        .map(|path| fetch(lake, path))
         .buffered(CONCURRENT_READS)
-        .try_collect()
-        .await
+        .map_ok(|(path, body)| {
+            let rules = rules.clone();
+            async move {
+                let name = path.to_string();
+                tokio::task::spawn_blocking(move || transform_object(rules, date, &path, &body))
+                    .await
+                    .map_err(|source| DailyError::Transform { path: name, source })?
+            }
+        })
+        .try_buffer_unordered(cores);
+    let mut day = Day::new(rules.clone(), date);
+    let mut objects = 0;
+    while let Some(part) = parts.try_next().await? {
+        day.merge(part);
+        objects += 1;
+    }
+    Ok((day, objects))
 }
 
 fn gunzip(body: &[u8]) -> std::io::Result<Bytes> {
