@@ -348,7 +348,9 @@ impl Day {
         let mut counts = self.counts;
         counts.per_keyword = self.rules.keyword_names().map(|name| (name.to_owned(), 0)).collect();
         let mut rows: Vec<CuratedTweet> = self.kept.into_values().collect();
-        rows.sort_by_key(|row| (row.created_at, tweet::id_number(&row.id)));
+        // The key once per row (an id is parsed, and a row is large): sorting the rows themselves by a key computed
+        // per comparison was a third of a 1M-tweet run.
+        rows.sort_by_cached_key(|row| (row.created_at, tweet::id_number(&row.id)));
         for row in &rows {
             if row.keywords.is_empty() {
                 counts.unmatched += 1;
