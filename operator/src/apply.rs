@@ -22,7 +22,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     build::Resources,
     drift,
-    meta::{HASH_ANNOTATION, MANAGER},
+    meta::{HASH_ANNOTATION, MANAGER, fingerprint},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +315,7 @@ where
 }
 
 /// The one write path: server-side apply as `cilvest-operator`, forced, with `hash` (the object's
-/// [`fingerprint`]) as the applied-hash annotation, so that the next pass can tell a changed desired state.
+/// [`crate::meta::fingerprint`]) as the applied-hash annotation, so that the next pass can tell a changed desired state.
 pub async fn apply<K>(api: &Api<K>, mut object: K, hash: String) -> Result<(), kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
@@ -329,14 +329,4 @@ where
     api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
         .await?;
     Ok(())
-}
-
-/// A stable 64-bit FNV-1a hash of the object's JSON. Stable across builds, unlike `DefaultHasher`, so an operator
-/// upgrade that renders the same objects writes nothing.
-pub fn fingerprint<K: Serialize>(object: &K) -> String {
-    let bytes = serde_json::to_vec(object).unwrap_or_default();
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{hash:016x}")
 }

@@ -20,6 +20,7 @@ use crate::{
     build::{self, BuildOptions},
     controller::{self, Context},
     leader::LeaderElection,
+    meta,
     telemetry::Metrics,
 };
 
@@ -279,7 +280,7 @@ async fn run(args: RunArgs) -> Result<(), CliError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = CilvestPipeline::crd();
     if args.install_crd {
-        apply::apply(&crds, crd.clone(), apply::fingerprint(&crd))
+        apply::apply(&crds, crd.clone(), meta::fingerprint(&crd))
             .await
             .map_err(CliError::InstallCrd)?;
         info!("applied the CilvestPipeline CRD");

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt, api::ApiResource};
+use serde::Serialize;
 
 use cilvest_crds::{CilvestPipeline, StrimziTopicVersion};
 
@@ -75,4 +76,14 @@ fn owner_reference(pipeline: &CilvestPipeline) -> Option<OwnerReference> {
     // `render` works on files without a uid; the API server adds nothing there, so leave the reference out.
     pipeline.meta().uid.as_ref()?;
     pipeline.controller_owner_ref(&())
+}
+
+/// A stable 64-bit FNV-1a hash of the object's JSON. Stable across builds, unlike `DefaultHasher`, so an operator
+/// upgrade that renders the same objects writes nothing.
+pub fn fingerprint<K: Serialize>(object: &K) -> String {
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }

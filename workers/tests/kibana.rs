@@ -39,16 +39,24 @@ fn setup(config: &Path, url: &str, password: Option<&str>, wait: &str) -> (bool,
     (output.status.success(), stderr)
 }
 
+/// [`setup`] off the runtime's threads, so that the fake Kibana keeps answering meanwhile.
+async fn setup_blocking(config: &Path, url: &str, password: Option<&str>, wait: &str) -> (bool, String) {
+    let (config, url, password, wait) = (
+        config.to_owned(),
+        url.to_owned(),
+        password.map(str::to_owned),
+        wait.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || setup(&config, &url, password.as_deref(), &wait))
+        .await
+        .expect("join")
+}
+
 #[tokio::test]
 async fn imports_the_dashboard_once_kibana_is_ready_and_a_rerun_replaces_it() {
     let kibana = FakeKibana::start(USER, PASSWORD, 2).await;
     let config = config();
-    let (ok, log) = tokio::task::spawn_blocking({
-        let (config, url) = (config.clone(), kibana.url());
-        move || setup(&config, &url, Some(PASSWORD), "2m")
-    })
-    .await
-    .expect("join");
+    let (ok, log) = setup_blocking(&config, &kibana.url(), Some(PASSWORD), "2m").await;
     assert!(ok, "kibana-setup failed: {log}");
     let requests = kibana.requests();
     assert_eq!(
@@ -75,12 +83,7 @@ async fn imports_the_dashboard_once_kibana_is_ready_and_a_rerun_replaces_it() {
     let dashboard = &objects[&("dashboard".to_owned(), "cilvest-cilvest".to_owned())];
     assert_eq!(dashboard["references"].as_array().map(Vec::len), Some(6));
 
-    let (ok, log) = tokio::task::spawn_blocking({
-        let (config, url) = (config.clone(), kibana.url());
-        move || setup(&config, &url, Some(PASSWORD), "2m")
-    })
-    .await
-    .expect("join");
+    let (ok, log) = setup_blocking(&config, &kibana.url(), Some(PASSWORD), "2m").await;
     assert!(ok, "the second import failed: {log}");
     assert_eq!(
         kibana.objects(),
@@ -94,33 +97,18 @@ async fn a_wrong_or_missing_password_and_a_kibana_that_never_starts_fail_naming_
     let kibana = FakeKibana::start(USER, PASSWORD, 0).await;
     let config = config();
     let url = kibana.url();
-    let (ok, log) = tokio::task::spawn_blocking({
-        let (config, url) = (config.clone(), url.clone());
-        move || setup(&config, &url, Some("wrong"), "1m")
-    })
-    .await
-    .expect("join");
+    let (ok, log) = setup_blocking(&config, &url, Some("wrong"), "1m").await;
     assert!(!ok);
     assert!(log.contains("refused the saved objects import with 401"), "{log}");
     assert!(!log.contains("wrong"), "the password is not logged: {log}");
 
-    let (ok, log) = tokio::task::spawn_blocking({
-        let (config, url) = (config.clone(), url.clone());
-        move || setup(&config, &url, None, "1m")
-    })
-    .await
-    .expect("join");
+    let (ok, log) = setup_blocking(&config, &url, None, "1m").await;
     assert!(!ok);
     assert!(log.contains("CILVEST_KIBANA_PASSWORD is not set"), "{log}");
     assert!(kibana.objects().is_empty(), "nothing was imported");
 
     let starting = FakeKibana::start(USER, PASSWORD, u32::MAX).await;
-    let (ok, log) = tokio::task::spawn_blocking({
-        let (config, url) = (config.clone(), starting.url());
-        move || setup(&config, &url, Some(PASSWORD), "3s")
-    })
-    .await
-    .expect("join");
+    let (ok, log) = setup_blocking(&config, &starting.url(), Some(PASSWORD), "3s").await;
     assert!(!ok);
     assert!(log.contains("was not ready within"), "{log}");
     assert!(log.contains("Kibana server is not ready yet"), "{log}");

@@ -19,7 +19,7 @@ use super::{
     BuildOptions, search,
     workers::{pod_template, worker_container},
 };
-use crate::meta::object_meta;
+use crate::meta::{fingerprint, object_meta};
 
 /// The component label of the import Job and its pods (and of its NetworkPolicy and ServiceAccount).
 pub const COMPONENT: &str = "kibana-setup";
@@ -105,7 +105,7 @@ pub fn setup_job(pipeline: &CilvestPipeline, options: &BuildOptions) -> Option<J
         .as_ref()
         .map(|s| s.index.as_str())
         .unwrap_or_default();
-    let hash = template_hash(&template, alias);
+    let hash = &fingerprint(&(&template, alias))[..8];
     Some(Job {
         metadata: object_meta(pipeline, &format!("{name}-{COMPONENT}-{hash}"), COMPONENT),
         spec: Some(JobSpec {
@@ -119,17 +119,6 @@ pub fn setup_job(pipeline: &CilvestPipeline, options: &BuildOptions) -> Option<J
     })
 }
 
-/// The first 8 hex digits of an FNV-1a hash of the pod template's JSON and the alias: stable across runs and
-/// releases.
-fn template_hash(template: &k8s_openapi::api::core::v1::PodTemplateSpec, alias: &str) -> String {
-    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
-    bytes.extend_from_slice(alias.as_bytes());
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{:08x}", hash >> 32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,10 +130,7 @@ mod tests {
     }
 
     fn pipeline() -> CilvestPipeline {
-        let mut p: CilvestPipeline =
-            serde_saphyr::from_str(include_str!("../../../examples/cilvest.yaml")).expect("example");
-        p.metadata.namespace = Some("jkt".to_owned());
-        p
+        super::super::full_example("jkt")
     }
 
     #[test]

@@ -69,6 +69,15 @@ pub fn build(pipeline: &CilvestPipeline, parsed: &Pipeline, options: &BuildOptio
     }
 }
 
+/// `examples/cilvest.yaml` (managed Elasticsearch and Kibana) in `namespace`, for the builders' tests.
+#[cfg(test)]
+fn full_example(namespace: &str) -> CilvestPipeline {
+    let mut pipeline: CilvestPipeline =
+        serde_saphyr::from_str(include_str!("../../../examples/cilvest.yaml")).expect("example");
+    pipeline.metadata.namespace = Some(namespace.to_owned());
+    pipeline
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -183,10 +183,7 @@ mod tests {
     use super::*;
 
     fn pipeline() -> CilvestPipeline {
-        let mut p: CilvestPipeline =
-            serde_saphyr::from_str(include_str!("../../../examples/cilvest.yaml")).expect("example");
-        p.metadata.namespace = Some("jkt".to_owned());
-        p
+        super::super::full_example("jkt")
     }
 
     #[test]

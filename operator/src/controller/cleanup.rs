@@ -68,7 +68,7 @@ pub async fn clean_up_dataproc(pipeline: &CilvestPipeline, ctx: &Context) -> Res
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &pipeline.namespace().unwrap_or_default());
     let job_name = build::dataproc_cleanup_name(&name);
     let Some(live) = jobs.get_opt(&job_name).await.map_err(err)? else {
-        let hash = apply::fingerprint(&job);
+        let hash = crate::meta::fingerprint(&job);
         apply::apply(&jobs, job, hash).await.map_err(err)?;
         event(
             ctx,

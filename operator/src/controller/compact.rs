@@ -2,8 +2,8 @@
 //!
 //! A decoded `k8s-openapi` object spends most of its memory on empty optional fields and small allocations: at 500
 //! pipelines the cached children are 12.6 MB of JSON but cost about 55 MiB resident as typed objects (BENCHMARKS.md,
-//! issue 20). Kept as text, a child costs its length plus a small `ObjectMeta` (name, namespace, the pipeline label,
-//! owner references: what the store's key, the controller's owner mapping and the per-pipeline filter read). A
+//! issue 20). Kept as text, a child costs its length plus a small `ObjectMeta` (name, namespace, the pipeline and
+//! component labels, owner references: what the store's key, the controller's owner mapping and the filters read). A
 //! reconcile decodes only its own pipeline's children, a dozen objects, when it needs them.
 
 use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData, sync::Arc};
@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, runtime::watcher::Event};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 
-use crate::meta::PIPELINE_LABEL;
+use crate::meta::{COMPONENT_LABEL, PIPELINE_LABEL};
 
 /// A cached child of kind `K`: the few metadata fields the caches index by, and the whole object as JSON (without
 /// `managedFields`, which nothing reads).
@@ -55,15 +55,15 @@ impl<K: Resource + Serialize> Compact<K> {
         object.meta_mut().managed_fields = None;
         let json = serde_json::to_vec(&object).unwrap_or_default();
         let full = object.meta();
-        let labels = full
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get_key_value(PIPELINE_LABEL))
-            .map(|(key, value)| BTreeMap::from([(key.clone(), value.clone())]));
+        let labels: BTreeMap<String, String> = [PIPELINE_LABEL, COMPONENT_LABEL]
+            .into_iter()
+            .filter_map(|key| full.labels.as_ref()?.get_key_value(key))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
         let meta = ObjectMeta {
             name: full.name.clone(),
             namespace: full.namespace.clone(),
-            labels,
+            labels: Some(labels),
             owner_references: full.owner_references.clone(),
             ..ObjectMeta::default()
         };
@@ -162,7 +162,11 @@ mod tests {
         let compact = Compact::new(map.clone());
         assert_eq!(compact.name_any(), "p-config");
         assert_eq!(compact.namespace().as_deref(), Some("ns"));
-        assert_eq!(compact.labels().len(), 1, "only the pipeline label is indexed");
+        assert_eq!(
+            compact.labels().len(),
+            1,
+            "only the pipeline and component labels are indexed"
+        );
         assert!(compact.annotations().is_empty());
         let back = compact.object().expect("decodes");
         assert_eq!(back.data, map.data);

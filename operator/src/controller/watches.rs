@@ -30,7 +30,6 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
 
 use super::compact::Compact;
 use crate::{
@@ -204,17 +203,9 @@ impl Stores {
         record(&mut live, &deployments)?;
         live.deployments = deployments.iter().map(|d| decode(d)).collect::<Result<_, _>>()?;
         // Of the Jobs, only the Kibana import is the pipeline's child; the daily runs belong to the CronJob.
-        for job in mine(&self.jobs, namespace, pipeline).await? {
-            let value = job.value().map_err(|source| ApplyError::Cached {
-                kind: "Job".to_owned(),
-                name: job.name_any(),
-                source,
-            })?;
-            let component = value.pointer(&format!("/metadata/labels/{}", COMPONENT_LABEL.replace('/', "~1")));
-            if component == Some(&json!(COMPONENT)) {
-                live.record("Job", job.name_any(), value);
-            }
-        }
+        let mut imports = mine(&self.jobs, namespace, pipeline).await?;
+        imports.retain(|job| job.labels().get(COMPONENT_LABEL).map(String::as_str) == Some(COMPONENT));
+        record(&mut live, &imports)?;
         let mut served = Vec::new();
         for resource in externals {
             let cache = self

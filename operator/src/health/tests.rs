@@ -334,28 +334,15 @@ fn a_kibana_import_that_gave_up_is_named_but_one_still_trying_is_not() {
         }))
         .expect("job")
     };
-    let running = job(None);
-    assert_eq!(
+    let judged = |import: &k8s_openapi::api::batch::v1::Job| {
         problem(&Observed {
-            kibana_import: Some(&running),
+            kibana_import: Some(import),
             ..healthy(now)
-        }),
-        None
-    );
-    let done = job(Some(("Complete", "")));
-    assert_eq!(
-        problem(&Observed {
-            kibana_import: Some(&done),
-            ..healthy(now)
-        }),
-        None
-    );
-    let failed = job(Some(("Failed", "Job has reached the specified backoff limit")));
-    let found = problem(&Observed {
-        kibana_import: Some(&failed),
-        ..healthy(now)
-    })
-    .expect("a problem");
+        })
+    };
+    assert_eq!(judged(&job(None)), None, "still trying");
+    assert_eq!(judged(&job(Some(("Complete", "")))), None);
+    let found = judged(&job(Some(("Failed", "Job has reached the specified backoff limit")))).expect("a problem");
     assert_eq!(found.reason, "KibanaImportFailed");
     assert_eq!(
         found.message,

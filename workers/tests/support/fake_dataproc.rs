@@ -143,13 +143,7 @@ impl FakeDataproc {
             on_done: None,
         }));
         let app = Router::new().fallback(handle).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Dataproc API");
-        let addr = listener.local_addr().expect("fake Dataproc address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = super::serve(app, "127.0.0.1:0", "Dataproc API").await;
         Self { addr, state, server }
     }
 

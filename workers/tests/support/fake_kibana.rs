@@ -73,13 +73,7 @@ impl FakeKibana {
             requests: Vec::new(),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Kibana");
-        let addr = listener.local_addr().expect("fake Kibana address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = super::serve(app, "127.0.0.1:0", "Kibana").await;
         Self { addr, state, server }
     }
 

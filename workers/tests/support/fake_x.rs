@@ -166,13 +166,7 @@ impl FakeX {
             .route("/2/tweets/search/recent", get(search))
             .route("/2/tweets/counts/recent", get(counts))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .expect("bind the fake X API");
-        let addr = listener.local_addr().expect("fake X address");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, server) = super::serve(app, address, "X API").await;
         Self { addr, state, server }
     }
 

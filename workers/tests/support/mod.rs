@@ -17,6 +17,8 @@ use std::{
     time::Duration,
 };
 
+use std::net::SocketAddr;
+
 use cilvest_workers::{
     jobs::producer::{Args, Producer},
     telemetry::Telemetry,
@@ -283,4 +285,17 @@ pub async fn clean_warehouse_and_lake(datasets: &[&str], lake_uri: &str) {
     if let Some(bucket) = lake_uri.strip_prefix("file://").and_then(|l| l.strip_suffix("/lake")) {
         let _ = std::fs::remove_dir_all(bucket);
     }
+}
+
+/// Serve a fake's `app` on `address` (port 0: any free port): the address it listens on, and the server's task
+/// (the fakes abort it when dropped).
+pub async fn serve(app: axum::Router, address: &str, what: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .unwrap_or_else(|e| panic!("bind the fake {what} on {address}: {e}"));
+    let addr = listener.local_addr().expect("the fake's address");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, server)
 }

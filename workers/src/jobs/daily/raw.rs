@@ -109,7 +109,7 @@ fn gunzip(body: &[u8]) -> std::io::Result<Bytes> {
 }
 
 /// Feed every line of an NDJSON body to the day. Lines end at `\n`; a `\r` before it is dropped.
-pub fn feed(day: &mut Day, body: &[u8]) {
+fn feed(day: &mut Day, body: &[u8]) {
     for line in body.split(|&b| b == b'\n') {
         day.push_line(line.strip_suffix(b"\r").unwrap_or(line));
     }
