@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cron;
+pub mod kafka_access;
 pub mod pipeline;
 pub mod query;
 pub mod rules;

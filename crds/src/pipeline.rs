@@ -29,8 +29,8 @@ pub struct Pipeline {
     pub counts_interval: Duration,
     /// `maxLifetime` of the Dataproc cluster or the Dataproc Serverless batch, for the engine the spec chooses.
     pub dataproc_max_lifetime: Option<Duration>,
-    /// The Kafka ports the producer and the consumer connect to (Strimzi's plain listener, 9092, or those of
-    /// `spec.kafka.bootstrapServers`); empty on the Pub/Sub bus.
+    /// The Kafka ports the producer and the consumer connect to (the Strimzi listener's, 9092 by default, or those
+    /// of `spec.kafka.bootstrapServers`); empty on the Pub/Sub bus.
     pub kafka_ports: Vec<u16>,
     /// The port the daily job indexes to: the external search URL's, or ECK's 9200; `None` without search.
     pub search_port: Option<u16>,
@@ -86,8 +86,6 @@ impl Pipeline {
     }
 }
 
-/// Strimzi's plain listener port, which `<cluster>-kafka-bootstrap` serves.
-const STRIMZI_PLAIN_PORT: u16 = 9092;
 /// The HTTP port of an ECK-managed Elasticsearch.
 const ECK_HTTP_PORT: u16 = 9200;
 
@@ -102,7 +100,7 @@ fn kafka_ports(spec: &CilvestPipelineSpec) -> Result<Vec<u16>, InvalidSpec> {
                 format!("{servers:?} is not a comma-separated host:port list"),
             )
         }),
-        None => Ok(vec![STRIMZI_PLAIN_PORT]),
+        None => Ok(vec![crate::kafka_access::strimzi_port(spec)]),
     }
 }
 

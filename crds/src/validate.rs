@@ -197,6 +197,26 @@ pub fn validate(spec: &CilvestPipelineSpec, old: Option<&CilvestPipelineSpec>) -
             format!("{cluster:?} is not a valid resource name"),
         );
     }
+    if let Some(listener) = &kafka.listener {
+        if kafka.strimzi_cluster.is_none() {
+            fail(
+                "spec.kafka.listener",
+                "kafka.listener applies to a Strimzi cluster: set kafka.strimziCluster".into(),
+            );
+        }
+        if !(1..=65535).contains(&listener.port) {
+            fail(
+                "spec.kafka.listener.port",
+                format!("{} must be between 1 and 65535", listener.port),
+            );
+        }
+        if listener.authentication == Some(crate::spec::KafkaAuthentication::Tls) && !listener.tls {
+            fail(
+                "spec.kafka.listener.authentication",
+                "authentication tls (mutual TLS) needs a TLS listener: set tls: true".into(),
+            );
+        }
+    }
     let raw = &spec.topics.raw;
     if let Some(name) = &raw.name
         && !is_kafka_topic(name)
@@ -414,7 +434,10 @@ fn check_secret_ref(fail: &mut impl FnMut(&str, String), path: &str, secret: &cr
 
 /// Environment variables the operator sets itself: a user's value would silently replace the spec's.
 fn is_reserved_env(name: &str) -> bool {
-    name.starts_with("CILVEST_X_") || ["CILVEST_CONFIG", "CILVEST_ES_PASSWORD", "CILVEST_LOG_FORMAT"].contains(&name)
+    use crate::kafka_access::{CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV, PASSWORD_ENV, USERNAME_ENV};
+    name.starts_with("CILVEST_X_")
+        || [USERNAME_ENV, PASSWORD_ENV, CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV].contains(&name)
+        || ["CILVEST_CONFIG", "CILVEST_ES_PASSWORD", "CILVEST_LOG_FORMAT"].contains(&name)
 }
 
 /// `http(s)://host[:port][/path]`, no whitespace, query or fragment.

@@ -64,8 +64,8 @@ impl WorkerConfig {
         let spec = &pipeline.spec;
         let kafka_bootstrap = match (&spec.kafka.bootstrap_servers, &spec.kafka.strimzi_cluster) {
             (Some(servers), _) => servers.clone(),
-            // Strimzi's plain listener on its bootstrap Service.
-            (None, Some(cluster)) => format!("{cluster}-kafka-bootstrap:9092"),
+            // The spec's Strimzi listener (the plain one without) on its bootstrap Service.
+            (None, Some(cluster)) => format!("{cluster}-kafka-bootstrap:{}", crate::kafka_access::strimzi_port(spec)),
             (None, None) => String::new(),
         };
         let (search_url, search_username) = match &spec.targets.elasticsearch {

@@ -94,6 +94,7 @@ pub struct Restored {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExternalApis {
     pub kafka_topic: bool,
+    pub kafka_user: bool,
     pub elasticsearch: bool,
     pub kibana: bool,
 }
@@ -104,7 +105,7 @@ impl LiveChildren {
         self.children.insert((kind.to_owned(), name), object);
     }
 
-    /// Remember an external child (KafkaTopic, Elasticsearch, Kibana), kept whole for status too.
+    /// Remember an external child (KafkaTopic, KafkaUser, Elasticsearch, Kibana), kept whole for status too.
     pub fn record_external(&mut self, kind: &str, object: DynamicObject) {
         let key = (kind.to_owned(), object.name_any());
         self.children
@@ -137,6 +138,7 @@ pub async fn apply_all(
         consumer,
         daily,
         raw_topic,
+        kafka_users,
         elasticsearch,
         kibana,
         kibana_setup,
@@ -171,11 +173,15 @@ pub async fn apply_all(
     pass.typed(producer).await?;
     pass.typed(consumer).await?;
     pass.typed(daily).await?;
+    let users = kafka_users.into_iter().map(|user| (Some(user), externals.kafka_user));
     for (object, served) in [
         (raw_topic, externals.kafka_topic),
         (elasticsearch, externals.elasticsearch),
         (kibana, externals.kibana),
-    ] {
+    ]
+    .into_iter()
+    .chain(users)
+    {
         if let Some(object) = object {
             if !served {
                 let types = object.types.clone().unwrap_or_default();

@@ -233,6 +233,7 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
         consumer,
         daily,
         raw_topic,
+        kafka_users,
         elasticsearch,
         kibana,
         kibana_setup,
@@ -258,7 +259,11 @@ fn render(file: &PathBuf, namespace: &str, args: &BuildArgs) -> Result<String, C
     for policy in &network_policies {
         documents.push(serde_saphyr::to_string(policy)?);
     }
-    for object in [raw_topic, elasticsearch, kibana].into_iter().flatten() {
+    for object in [raw_topic, elasticsearch, kibana]
+        .into_iter()
+        .flatten()
+        .chain(kafka_users)
+    {
         documents.push(serde_saphyr::to_string(&object)?);
     }
     if let Some(job) = &kibana_setup {

@@ -27,6 +27,15 @@ pub fn kafka_topic_resource(version: StrimziTopicVersion) -> ApiResource {
     external_resource("kafka.strimzi.io", version, "KafkaTopic", "kafkatopics")
 }
 
+/// Strimzi's `KafkaUser`, at the same API version as the pipeline's `KafkaTopic`.
+pub fn kafka_user_resource(version: StrimziTopicVersion) -> ApiResource {
+    let version = match version {
+        StrimziTopicVersion::V1 => "v1",
+        StrimziTopicVersion::V1beta2 => "v1beta2",
+    };
+    external_resource("kafka.strimzi.io", version, "KafkaUser", "kafkausers")
+}
+
 pub fn elasticsearch_resource() -> ApiResource {
     external_resource("elasticsearch.k8s.elastic.co", "v1", "Elasticsearch", "elasticsearches")
 }

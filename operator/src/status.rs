@@ -33,7 +33,7 @@ pub fn child_health(live: &LiveChildren, pipeline: &str, wants_search: bool) -> 
             continue;
         };
         let (ready, message) = match kind.as_str() {
-            "KafkaTopic" => condition_true(&object.data, "Ready"),
+            "KafkaTopic" | "KafkaUser" => condition_true(&object.data, "Ready"),
             "Elasticsearch" | "Kibana" => {
                 let health = object.data["status"]["health"].as_str().unwrap_or("unknown");
                 (

@@ -659,6 +659,7 @@ async fn helm_install_runs_the_operator_with_only_the_charts_rbac() {
         format!("get secrets/cilvest-x-api -n {apps}"),
         format!("create secrets -n {apps}"),
         format!("delete jobs.batch -n {apps}"),
+        format!("patch kafkausers.kafka.strimzi.io -n {apps}"),
         format!("patch cilvestpipelines.cilvest.io/cilvest --subresource=status -n {apps}"),
         format!("create events.events.k8s.io -n {apps}"),
         format!("update leases.coordination.k8s.io/cilvest-operator -n {ops}"),

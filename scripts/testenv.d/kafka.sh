@@ -5,7 +5,12 @@
 # dependencies into $CILVEST_CACHE/kafka-<version>/libs, once per version (and pom change).
 #
 #   PLAINTEXT 127.0.0.1:19092 (clients), CONTROLLER 127.0.0.1:19093 (KRaft quorum),
-#   POD <node IP>:19094 (plaintext, advertised as itself: for pods on the real node, see node.sh)
+#   POD <node IP>:19094 (plaintext, advertised as itself: for pods on the real node, see node.sh),
+#   SCRAM 127.0.0.1:19095 (SASL_SSL, SCRAM-SHA-512), MTLS 127.0.0.1:19096 (SSL, client certificate required):
+#   the two kinds of Strimzi listener with authentication. Their broker certificate and a test CA are made with the
+#   openssl CLI into $CILVEST_RUN/kafka/tls (ca.crt, ca.key: tests sign client certificates with them).
+#   ACLs are enforced (StandardAuthorizer); the anonymous principal of the plaintext listeners is a super user, so
+#   only the SCRAM and MTLS users are held to their ACLs, which tests grant as Strimzi's User Operator would.
 #   $CILVEST_RUN/kafka (= CILVEST_KAFKA_HOME): libs -> the cached jars, config/, data/ (the log dir), bin/
 #
 # Besides the five service functions:
@@ -18,6 +23,8 @@ KAFKA_VERSION=4.4.0
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
 KAFKA_POD_PORT=19094
+KAFKA_SCRAM_PORT=19095
+KAFKA_MTLS_PORT=19096
 KAFKA_HEAP=${CILVEST_KAFKA_HEAP:-768m}
 KAFKA_JVM_OPTS=${CILVEST_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}
 KAFKA_POM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/pom.xml"
@@ -55,6 +62,26 @@ kafka_install() {
   ) || exit 1
 }
 
+# A test CA and the broker's certificate (SAN 127.0.0.1 and localhost), once per home: PEM files Kafka reads as its
+# keystore (unencrypted PKCS#8 key + certificate) and truststore (the CA).
+kafka_write_tls() {
+  local tls=$1
+  [[ -f $tls/broker.pem ]] && return 0
+  command -v openssl >/dev/null || die "kafka: openssl not found (apt-get install openssl)"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=cilvest-testenv-ca" \
+      -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout broker.key -out broker.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+    openssl x509 -req -sha256 -days 3650 -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -extfile broker.ext -out broker.crt
+    cat broker.key broker.crt >broker.pem
+    chmod 600 ca.key broker.key broker.pem
+  ) >>"$CILVEST_RUN/logs/kafka.log" 2>&1 || die "kafka: making the test certificates failed (log: $CILVEST_RUN/logs/kafka.log)"
+}
+
 # Writes the runtime home: libs link, server and log4j2 configs, the run-class wrapper. Data is left alone.
 kafka_write_home() {
   local home libs
@@ -62,16 +89,27 @@ kafka_write_home() {
   libs="$(kafka_cache_dir)/libs"
   mkdir -p "$home/config" "$home/data" "$home/bin"
   ln -sfn "$libs" "$home/libs"
+  kafka_write_tls "$home/tls"
   cat >"$home/config/server.properties" <<EOF
 # Written by scripts/testenv.d/kafka.sh: single-node KRaft, broker and controller in one process.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,POD://$(node_ip):$KAFKA_POD_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,POD://$(node_ip):$KAFKA_POD_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,POD://$(node_ip):$KAFKA_POD_PORT,SCRAM://127.0.0.1:$KAFKA_SCRAM_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,POD://$(node_ip):$KAFKA_POD_PORT,SCRAM://127.0.0.1:$KAFKA_SCRAM_PORT,MTLS://127.0.0.1:$KAFKA_MTLS_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,POD:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,POD:PLAINTEXT,SCRAM:SASL_SSL,MTLS:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$home/tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$home/tls/ca.crt
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.scram.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.scram.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.mtls.ssl.client.auth=required
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
 log.dirs=$home/data
 num.partitions=1
 default.replication.factor=1
@@ -223,6 +261,9 @@ kafka_env() {
   echo "export CILVEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
   echo "export CILVEST_KAFKA_POD_BOOTSTRAP=$(node_ip):$KAFKA_POD_PORT"
   echo "export CILVEST_KAFKA_HOME=$(kafka_home)"
+  echo "export CILVEST_KAFKA_SCRAM_BOOTSTRAP=127.0.0.1:$KAFKA_SCRAM_PORT"
+  echo "export CILVEST_KAFKA_MTLS_BOOTSTRAP=127.0.0.1:$KAFKA_MTLS_PORT"
+  echo "export CILVEST_KAFKA_TLS_DIR=$(kafka_home)/tls"
 }
 
 # Run as a command (fault tests): bash scripts/testenv.d/kafka.sh restart [--kill]

@@ -28,7 +28,7 @@ use rdkafka::{
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use support::{create_topic, gcs_lake, kafka_bootstrap, service_env, unique};
+use support::{count_lines, create_topic, gcs_lake, kafka_bootstrap, lake_files, service_env, unique};
 
 /// The tests share two CPU cores, and one of them stops the GCS emulator: they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -227,39 +227,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Lake objects under a local lake directory (object_store writes a temporary file, then renames it).
-fn lake_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn count_objects(dir: &std::path::Path) -> usize {
     lake_files(dir).len()
-}
-
-/// Records (lines) in every object of a local lake.
-fn count_lines(dir: &std::path::Path) -> i64 {
-    lake_files(dir)
-        .iter()
-        .filter_map(|path| std::fs::read(path).ok())
-        .map(|body| {
-            let mut text = String::new();
-            // A file replaced while being read counts as empty; this is only a progress figure.
-            let _ = GzDecoder::new(&body[..]).read_to_string(&mut text);
-            text.lines().count() as i64
-        })
-        .sum()
 }
 
 fn temp_dir(prefix: &str) -> PathBuf {

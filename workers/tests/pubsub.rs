@@ -301,19 +301,7 @@ impl ConsumerProcess {
 }
 
 fn count_objects(dir: &Path) -> usize {
-    let mut count = 0;
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
-                count += 1;
-            }
-        }
-    }
-    count
+    support::lake_files(dir).len()
 }
 
 /// Every raw line in a local lake: tweet id -> copies; and the number of lines under `rejected/`.

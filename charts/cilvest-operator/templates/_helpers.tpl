@@ -106,7 +106,7 @@ What the operator does in a namespace it watches, read from operator/src (contro
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["kafka.strimzi.io"]
-  resources: ["kafkatopics"]
+  resources: ["kafkatopics", "kafkausers"]
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["elasticsearch.k8s.elastic.co"]
   resources: ["elasticsearches"]

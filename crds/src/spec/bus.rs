@@ -47,9 +47,11 @@ pub struct PubSub {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.strimziCluster) != has(self.bootstrapServers)").message("set exactly one of kafka.strimziCluster and kafka.bootstrapServers"))]
+#[x_kube(validation = Rule::new("!has(self.listener) || has(self.strimziCluster)").message("kafka.listener applies to a Strimzi cluster: set kafka.strimziCluster").field_path(".listener"))]
 pub struct Kafka {
     /// Name of a Strimzi `Kafka` cluster in this namespace. The operator then creates `KafkaTopic`s labelled
-    /// `strimzi.io/cluster` and the workers connect to `<cluster>-kafka-bootstrap:9092`.
+    /// `strimzi.io/cluster` and the workers connect to `<cluster>-kafka-bootstrap` on the `listener`'s port
+    /// (9092, Strimzi's plain listener, without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
     pub strimzi_cluster: Option<String>,
@@ -61,10 +63,47 @@ pub struct Kafka {
         length(min = 1, max = 1024)
     )]
     pub bootstrap_servers: Option<String>,
-    /// The Strimzi `KafkaTopic` API version: `v1` (Strimzi 0.49 and later, required from 1.0) or `v1beta2` for
-    /// older installs.
+    /// The Strimzi listener of `strimziCluster` the workers connect to, and how they authenticate on it. Without
+    /// one: the plain listener on 9092, no TLS, no authentication (development clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<KafkaListener>,
+    /// The API version of the Strimzi `KafkaTopic` and `KafkaUser` the operator writes: `v1` (Strimzi 0.49 and
+    /// later, required from 1.0) or `v1beta2` for older installs.
     #[serde(default)]
     pub topic_api_version: StrimziTopicVersion,
+}
+
+/// One listener of a Strimzi `Kafka` (its `spec.kafka.listeners[]`), as the workers see it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication != 'tls' || self.tls").message("authentication tls (mutual TLS) needs a TLS listener: set tls: true").field_path(".authentication"))]
+pub struct KafkaListener {
+    /// The listener's `port` on `<cluster>-kafka-bootstrap`, 1-65535 (Strimzi's examples: 9092 plain, 9093 TLS).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The listener's `tls`: the workers then verify the brokers against the cluster CA certificate that Strimzi
+    /// keeps in the Secret `<cluster>-cluster-ca-cert`.
+    #[serde(default)]
+    pub tls: bool,
+    /// The listener's `authentication.type`, `scram-sha-512` or `tls`. The operator then creates one `KafkaUser`
+    /// per worker (`<pipeline>-kafka-producer`, `<pipeline>-kafka-consumer`) whose ACLs allow only the pipeline's
+    /// topic and consumer group, and each worker uses the Secret Strimzi's User Operator generates for its user.
+    /// Without it the workers connect anonymously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<KafkaAuthentication>,
+}
+
+/// The listener's `authentication.type`: `scram-sha-512` or `tls` (mutual TLS). The operator then creates one
+/// `KafkaUser` per worker (`<pipeline>-kafka-producer`, `<pipeline>-kafka-consumer`) whose ACLs allow only the
+/// pipeline's topic and groups, and each worker uses the Secret Strimzi's User Operator makes for its user.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaAuthentication {
+    /// SASL SCRAM-SHA-512 with the password in the user's Secret (key `password`).
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// Mutual TLS with the certificate and key in the user's Secret (keys `user.crt`, `user.key`).
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 impl Default for Kafka {
@@ -72,6 +111,7 @@ impl Default for Kafka {
         Self {
             strimzi_cluster: Some("cilvest".to_owned()),
             bootstrap_servers: None,
+            listener: None,
             topic_api_version: StrimziTopicVersion::default(),
         }
     }

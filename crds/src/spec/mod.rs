@@ -135,7 +135,7 @@ impl Default for NetworkPolicies {
 /// Settings every worker pod shares.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !e.name.startsWith('CILVEST_X_') && !(e.name in ['CILVEST_CONFIG', 'CILVEST_ES_PASSWORD', 'CILVEST_LOG_FORMAT']))").message("workers.env may not set CILVEST_CONFIG, CILVEST_ES_PASSWORD, CILVEST_LOG_FORMAT or CILVEST_X_*: the operator sets them from the spec").field_path(".env"))]
+#[x_kube(validation = Rule::new("!has(self.env) || self.env.all(e, !e.name.startsWith('CILVEST_X_') && !(e.name in ['CILVEST_CONFIG', 'CILVEST_ES_PASSWORD', 'CILVEST_LOG_FORMAT', 'CILVEST_KAFKA_USERNAME', 'CILVEST_KAFKA_PASSWORD', 'CILVEST_KAFKA_CA_FILE', 'CILVEST_KAFKA_CERT_FILE', 'CILVEST_KAFKA_KEY_FILE']))").message("workers.env may not set CILVEST_CONFIG, CILVEST_ES_PASSWORD, CILVEST_LOG_FORMAT, the Kafka credentials (CILVEST_KAFKA_USERNAME, _PASSWORD, _CA_FILE, _CERT_FILE, _KEY_FILE) or CILVEST_X_*: the operator sets them from the spec").field_path(".env"))]
 pub struct Workers {
     /// Extra environment variables for every worker container, such as `HTTPS_PROXY` for an egress proxy, or the
     /// emulator endpoints of a test environment (`CILVEST_GCS_ENDPOINT`, `CILVEST_BQ_ENDPOINT`). Take anything secret

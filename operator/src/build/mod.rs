@@ -2,6 +2,7 @@
 //! One module per child; object metadata comes from [`crate::meta`].
 
 mod daily;
+mod kafka_users;
 pub mod kibana;
 mod network;
 pub mod search;
@@ -39,6 +40,8 @@ pub struct Resources {
     pub daily: CronJob,
     /// Present when the pipeline's bus is Kafka and it names a Strimzi cluster.
     pub raw_topic: Option<DynamicObject>,
+    /// The producer's and the consumer's `KafkaUser`s, when the Strimzi listener authenticates.
+    pub kafka_users: Vec<DynamicObject>,
     /// Present with a managed search target.
     pub elasticsearch: Option<DynamicObject>,
     /// Present with a managed search target that asks for Kibana.
@@ -54,13 +57,18 @@ pub struct Resources {
 /// Build every child of `pipeline`, whose spec `parsed` is (the operator reads the object's name, namespace and
 /// uid; every value of the spec that needs parsing comes from `parsed`).
 pub fn build(pipeline: &CilvestPipeline, parsed: &Pipeline, options: &BuildOptions) -> Resources {
+    let mut producer = workers::producer(pipeline, options);
+    kafka_users::wire(pipeline, cilvest_crds::kafka_access::Role::Producer, &mut producer);
+    let mut consumer = workers::consumer(pipeline, options);
+    kafka_users::wire(pipeline, cilvest_crds::kafka_access::Role::Consumer, &mut consumer);
     Resources {
         config: workers::config_map(pipeline),
         service_accounts: workers::service_accounts(pipeline),
-        producer: workers::producer(pipeline, options),
-        consumer: workers::consumer(pipeline, options),
+        producer,
+        consumer,
         daily: daily::cron_job(pipeline, options),
         raw_topic: topic::raw_topic(pipeline, parsed),
+        kafka_users: kafka_users::kafka_users(pipeline),
         elasticsearch: search::elasticsearch(pipeline),
         kibana: search::kibana(pipeline),
         kibana_setup: kibana::setup_job(pipeline, options),

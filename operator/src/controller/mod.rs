@@ -154,11 +154,12 @@ pub async fn run(
     let (deployments, deployment_events) = watches::cached::<Deployment>(&client, ns);
     let (jobs, job_events) = watches::cached::<Job>(&client, ns);
     let (pods, pod_events) = watches::cached::<Pod>(&client, ns);
-    let [topic, es, kibana] = externals(cilvest_crds::StrimziTopicVersion::V1);
+    let [topic, es, kibana, user] = externals(cilvest_crds::StrimziTopicVersion::V1);
     // Missing Strimzi or ECK CRDs make these watches fail and back off; the reconcile reports it as a condition.
     let (topics, topic_events) = watches::cached_dynamic(&client, ns, &topic);
     let (searches, search_events) = watches::cached_dynamic(&client, ns, &es);
     let (kibanas, kibana_events) = watches::cached_dynamic(&client, ns, &kibana);
+    let (users, user_events) = watches::cached_dynamic(&client, ns, &user);
     let scope = Arc::new(Scope {
         ctx: ctx.clone(),
         stores: Stores {
@@ -175,6 +176,7 @@ pub async fn run(
                 (topic.clone(), topics),
                 (es.clone(), searches),
                 (kibana.clone(), kibanas),
+                (user.clone(), users),
             ],
         },
     });
@@ -196,6 +198,7 @@ pub async fn run(
         .owns_stream_with(topic_events, topic)
         .owns_stream_with(search_events, es)
         .owns_stream_with(kibana_events, kibana)
+        .owns_stream_with(user_events, user)
         // Daily Jobs belong to the CronJob, not to the pipeline: map them back by label.
         .watches_stream(job_events, |job| by_label(&job))
         // Pods belong to ReplicaSets and Jobs: map them back by label too (their health is the pipeline's).
@@ -229,12 +232,13 @@ fn by_label<K: Resource>(object: &K) -> Option<ObjectRef<DeserializeGuard<Cilves
     Some(ObjectRef::new(pipeline).within(object.namespace().as_deref()?))
 }
 
-/// The external kinds a pipeline may own, with the KafkaTopic at `topic_version`.
-fn externals(topic_version: cilvest_crds::StrimziTopicVersion) -> [ApiResource; 3] {
+/// The external kinds a pipeline may own, with the Strimzi kinds at `topic_version`.
+fn externals(topic_version: cilvest_crds::StrimziTopicVersion) -> [ApiResource; 4] {
     [
         meta::kafka_topic_resource(topic_version),
         meta::elasticsearch_resource(),
         meta::kibana_resource(),
+        meta::kafka_user_resource(topic_version),
     ]
 }
 
@@ -343,6 +347,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         kafka_topic: served.first().copied().unwrap_or(false),
         elasticsearch: served.get(1).copied().unwrap_or(false),
         kibana: served.get(2).copied().unwrap_or(false),
+        kafka_user: served.get(3).copied().unwrap_or(false),
     };
 
     search_users::ensure(pipeline, ctx).await?;
@@ -352,7 +357,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         Ok(writes) => (writes, problem),
         Err(ApplyError::MissingCrd { kind, api_version }) => {
             let (reason, operator) = match kind.as_str() {
-                "KafkaTopic" => ("StrimziNotInstalled", "Strimzi"),
+                "KafkaTopic" | "KafkaUser" => ("StrimziNotInstalled", "Strimzi"),
                 _ => ("EckNotInstalled", "ECK"),
             };
             let missing = Problem {

@@ -105,7 +105,7 @@ where
     reflect(api, Writer::default(), K::kind(&()).into_owned())
 }
 
-/// A cached watch of an external kind (KafkaTopic, Elasticsearch, Kibana).
+/// A cached watch of an external kind (KafkaTopic, Elasticsearch, Kibana, KafkaUser).
 pub fn cached_dynamic(
     client: &Client,
     namespace: Option<&str>,
@@ -172,7 +172,7 @@ pub struct Stores {
     pub jobs: Store<Compact<Job>>,
     /// The pods of the workers and of the daily Jobs (they carry the children's labels).
     pub pods: Store<Compact<Pod>>,
-    /// KafkaTopic, Elasticsearch, Kibana, in the order of [`crate::controller::externals`].
+    /// KafkaTopic, Elasticsearch, Kibana, KafkaUser, in the order of [`crate::controller::externals`].
     pub externals: Vec<(ApiResource, Store<Compact<DynamicObject>>)>,
 }
 

@@ -126,7 +126,8 @@ pub async fn install_crds_yaml(client: &Client, yaml: &str) {
     }
 }
 
-pub const STRIMZI_CRD: &str = include_str!("../fixtures/strimzi-kafkatopic-crd.yaml");
+/// Strimzi's KafkaTopic and KafkaUser.
+pub const STRIMZI_CRD: &str = include_str!("../fixtures/strimzi-crds.yaml");
 pub const ECK_CRDS: &str = include_str!("../fixtures/eck-crds.yaml");
 
 /// A free port on 127.0.0.1 for an operator's metrics endpoint.

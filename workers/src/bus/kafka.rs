@@ -15,7 +15,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -32,6 +32,7 @@ use rdkafka::{
     util::Timeout,
 };
 
+use super::brokers::Brokers;
 use crate::{retry::Backoff, tweet};
 
 /// A client error seen again within this time is logged at debug level only.
@@ -69,6 +70,10 @@ pub enum BusError {
     Fatal { topic: String, reason: String },
     #[error("the kafka reader task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "kafka refused this worker: {reason} (check its KafkaUser, the user's Secret, its ACLs and the cluster CA)"
+    )]
+    Refused { reason: String },
 }
 
 impl BusError {
@@ -80,8 +85,37 @@ impl BusError {
             Self::TopicMissing { .. } => "topic_missing",
             Self::Tail { .. } | Self::TailTimeout { .. } | Self::Task(_) => "tail",
             Self::Delivery { .. } | Self::Fatal { .. } => "delivery",
+            Self::Refused { .. } => "refused",
         }
     }
+
+    /// Kafka said no to who the worker is or to what it asked: waiting will not help, a person must act.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+}
+
+/// Whether a client error means the broker refused the worker's identity or rights, rather than being away.
+fn is_refusal(error: &KafkaError, reason: &str) -> bool {
+    match error.rdkafka_error_code() {
+        // A listener that wants a client certificate closes the handshake with a TLS alert: a transport failure.
+        Some(RDKafkaErrorCode::BrokerTransportFailure) => reason.contains("certificate"),
+        Some(code) => refuses(code),
+        None => false,
+    }
+}
+
+fn refuses(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        Authentication
+            | SaslAuthenticationFailed
+            | SSL
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+    )
 }
 
 /// librdkafka reports "all brokers are down" every few hundred milliseconds during an outage, which the default
@@ -89,10 +123,26 @@ impl BusError {
 #[derive(Default)]
 pub struct QuietContext {
     last_logged: Mutex<HashMap<String, Instant>>,
+    /// The last refusal of the worker's credentials or rights, which the caller reports instead of a timeout;
+    /// shared, because librdkafka keeps the context out of reach once a producer wraps it.
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl QuietContext {
+    /// What the broker last refused, if it refused anything.
+    pub fn refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
+        if is_refusal(&error, reason) {
+            *self.refused.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(format!("{error}: {reason}"));
+        }
         let kind = format!("{:?}", error.rdkafka_error_code());
         let now = Instant::now();
         let repeated = {
@@ -117,10 +167,9 @@ impl ConsumerContext for QuietContext {}
 
 /// The producer's client settings: idempotent with `acks=all`, so a retried send never duplicates a record and a
 /// delivery report means every in-sync replica has it.
-pub fn producer_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
+pub fn producer_config(brokers: &Brokers) -> ClientConfig {
+    let mut config = brokers.client_config();
     config
-        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Delivery reports wait through a broker restart instead of failing after a few seconds.
@@ -190,6 +239,7 @@ impl BusMetrics {
 /// Writes tweets to the raw topic in id order, one partition per chunk (see the module docs).
 pub struct Publisher {
     producer: FutureProducer<QuietContext>,
+    refused: Arc<Mutex<Option<String>>>,
     topic: String,
     partitions: i32,
     next_partition: i32,
@@ -201,16 +251,19 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher writing to partition 0 until [`Publisher::refresh_partitions`] learns the partition count.
-    pub fn new(bootstrap: &str, topic: &str, chunk_size: usize, metrics: BusMetrics) -> Result<Self, BusError> {
-        let producer = producer_config(bootstrap)
-            .create_with_context(QuietContext::default())
+    pub fn new(brokers: &Brokers, topic: &str, chunk_size: usize, metrics: BusMetrics) -> Result<Self, BusError> {
+        let context = QuietContext::default();
+        let refused = context.refused.clone();
+        let producer = producer_config(brokers)
+            .create_with_context(context)
             .map_err(|source| BusError::Client {
                 role: "producer",
-                bootstrap: bootstrap.to_owned(),
+                bootstrap: brokers.bootstrap.clone(),
                 source,
             })?;
         Ok(Self {
             producer,
+            refused,
             topic: topic.to_owned(),
             partitions: 1,
             // Start where the previous process is unlikely to have stopped, so restarts spread over partitions.
@@ -268,10 +321,22 @@ impl Publisher {
                 }
                 // An idempotent producer that lost track of its sequence numbers refuses every further send.
                 // Ending the process is the way out: a new one resumes from the topic.
+                // Without `Write` on a topic, the idempotent producer's id is refused (cluster authorization): fatal.
                 if let Some((code, reason)) = self.producer.client().fatal_error() {
-                    return Err(BusError::Fatal {
-                        topic: self.topic.clone(),
-                        reason: format!("{code:?}: {reason}"),
+                    let reason = format!("{code:?}: {reason}");
+                    return Err(match refuses(code) {
+                        true => BusError::Refused { reason },
+                        false => BusError::Fatal {
+                            topic: self.topic.clone(),
+                            reason,
+                        },
+                    });
+                }
+                // Refused rights do not come back by sending again; what was not taken is read again after a
+                // restart, from the resume point on the topic.
+                if let Some((_, error)) = failed.iter().find(|(_, error)| is_refusal(error, "")) {
+                    return Err(BusError::Refused {
+                        reason: format!("{error} on topic {}", self.topic),
                     });
                 }
                 attempt += 1;
@@ -338,6 +403,15 @@ impl Publisher {
         failed
     }
 
+    /// What the brokers last refused of this producer's credentials or rights, if anything. The producer's client
+    /// is polled all the time, so it hears of a refusal even while another client of the worker is waiting.
+    pub fn refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// Wait for outstanding deliveries before exit.
     pub fn flush(&self, timeout: Duration) {
         if let Err(error) = self.producer.flush(Timeout::After(timeout)) {
@@ -347,24 +421,36 @@ impl Publisher {
 }
 
 /// The newest tweet id on `topic`, from the last records of each partition; `None` for an empty topic.
-pub async fn newest_id_on_topic(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Option<u64>, BusError> {
-    let consumer = reader(bootstrap)?;
+pub async fn newest_id_on_topic(
+    brokers: &Brokers,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+) -> Result<Option<u64>, BusError> {
+    let consumer = reader(brokers, group)?;
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || newest_id_blocking(&consumer, &topic, timeout)).await?
+    tokio::task::spawn_blocking(move || {
+        newest_id_blocking(&consumer, &topic, timeout).map_err(|error| match consumer.context().refusal() {
+            Some(reason) => BusError::Refused { reason },
+            None => error,
+        })
+    })
+    .await?
 }
 
-fn reader(bootstrap: &str) -> Result<BaseConsumer<QuietContext>, BusError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        // Required by librdkafka for a consumer; never joined or committed to, since partitions are assigned.
-        .set("group.id", "cilvest-producer-resume")
+/// A consumer of assigned partitions. librdkafka polls only with a `group` (`kafka_access::resume_group`); it is
+/// never joined or committed to.
+fn reader(brokers: &Brokers, group: &str) -> Result<BaseConsumer<QuietContext>, BusError> {
+    brokers
+        .client_config()
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("client.id", "cilvest-producer-resume")
         .create_with_context(QuietContext::default())
         .map_err(|source| BusError::Client {
             role: "resume reader",
-            bootstrap: bootstrap.to_owned(),
+            bootstrap: brokers.bootstrap.clone(),
             source,
         })
 }
@@ -437,9 +523,14 @@ fn newest_id_blocking(
         let Some(message) = consumer.poll(left.min(Duration::from_millis(500))) else {
             continue;
         };
-        let message = message.map_err(|source| BusError::Tail {
-            topic: topic.to_owned(),
-            source,
+        let message = message.map_err(|source| match is_refusal(&source, "") {
+            true => BusError::Refused {
+                reason: format!("{source} reading topic {topic}"),
+            },
+            false => BusError::Tail {
+                topic: topic.to_owned(),
+                source,
+            },
         })?;
         if let Some(id) = record_id(message.key(), message.payload()) {
             newest = newest.max(Some(id));

@@ -1,5 +1,6 @@
 //! The message buses between the producer and the consumer: Kafka (`kafka`, the default) and Google Cloud Pub/Sub
 //! (`pubsub`).
 
+pub mod brokers;
 pub mod kafka;
 pub mod pubsub;

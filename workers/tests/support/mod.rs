@@ -17,7 +17,9 @@ use std::{
     time::Duration,
 };
 
-use std::net::SocketAddr;
+use std::{io::Read as _, net::SocketAddr};
+
+use flate2::read::GzDecoder;
 
 use cilvest_workers::{
     jobs::producer::{Args, Producer},
@@ -298,4 +300,35 @@ pub async fn serve(app: axum::Router, address: &str, what: &str) -> (SocketAddr,
         let _ = axum::serve(listener, app).await;
     });
     (addr, server)
+}
+
+/// Lake objects under a local lake directory (object_store writes a temporary file, then renames it).
+pub fn lake_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.to_string_lossy().ends_with(".ndjson.gz") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Records (lines) in every object of a local lake.
+pub fn count_lines(dir: &std::path::Path) -> i64 {
+    lake_files(dir)
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .map(|body| {
+            let mut text = String::new();
+            // A file replaced while being read counts as empty; this is only a progress figure.
+            let _ = GzDecoder::new(&body[..]).read_to_string(&mut text);
+            text.lines().count() as i64
+        })
+        .sum()
 }

@@ -17,13 +17,14 @@ use std::{
 };
 
 use rdkafka::{
-    ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList,
+    ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
     error::KafkaError,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{batch::Incoming, metrics::Metrics};
+use crate::bus::brokers::Brokers;
 
 /// How long one poll waits; also how quickly the thread notices it should stop.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -68,7 +69,7 @@ pub enum KafkaClientError {
 /// Where and as whom to consume.
 #[derive(Clone, Debug)]
 pub struct KafkaSettings {
-    pub bootstrap: String,
+    pub brokers: Brokers,
     pub topic: String,
     pub group: String,
     /// librdkafka properties applied last, e.g. `session.timeout.ms=10000` or `security.protocol=ssl`.
@@ -150,9 +151,8 @@ impl RawTopic {
         settings: &KafkaSettings,
         metrics: Metrics,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), KafkaClientError> {
-        let mut config = ClientConfig::new();
+        let mut config = settings.brokers.client_config();
         config
-            .set("bootstrap.servers", &settings.bootstrap)
             .set("group.id", &settings.group)
             .set("client.id", "cilvest-consumer")
             // Offsets are committed only by the writer, and only for records already in the lake.
@@ -179,7 +179,7 @@ impl RawTopic {
             config
                 .create_with_context(context)
                 .map_err(|source| KafkaClientError::Create {
-                    bootstrap: settings.bootstrap.clone(),
+                    bootstrap: settings.brokers.bootstrap.clone(),
                     source,
                 })?;
         consumer

@@ -66,7 +66,11 @@ pub use pubsub::PubSubSettings;
 pub use writer::Limits;
 use writer::Writer;
 
-use crate::{lake, telemetry::Telemetry};
+use crate::{
+    bus::brokers::{AuthError, Brokers, KafkaAuthArgs},
+    lake,
+    telemetry::Telemetry,
+};
 
 /// The time zone of tweet days when neither the flag nor the pipeline names one.
 pub const DEFAULT_TIME_ZONE: chrono_tz::Tz = chrono_tz::Asia::Jakarta;
@@ -86,6 +90,8 @@ pub struct Args {
     /// Kafka `host:port` list. Default: the pipeline's.
     #[arg(long, env = "CILVEST_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
+    #[command(flatten)]
+    pub kafka_auth: KafkaAuthArgs,
     /// The raw topic. Default: the pipeline's.
     #[arg(long, env = "CILVEST_RAW_TOPIC")]
     pub topic: Option<String>,
@@ -120,6 +126,8 @@ pub struct Args {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
+    #[error(transparent)]
+    KafkaAuth(#[from] AuthError),
     #[error("failed to read the worker configuration {path}: {source}")]
     ReadConfig {
         path: PathBuf,
@@ -196,11 +204,14 @@ impl Args {
         };
         Ok(Settings {
             kafka: KafkaSettings {
-                bootstrap: pick(
-                    &self.kafka_bootstrap,
-                    config.as_ref().map(|c| c.kafka_bootstrap.clone()),
-                    "kafka bootstrap servers",
-                    "--kafka-bootstrap",
+                brokers: Brokers::new(
+                    pick(
+                        &self.kafka_bootstrap,
+                        config.as_ref().map(|c| c.kafka_bootstrap.clone()),
+                        "kafka bootstrap servers",
+                        "--kafka-bootstrap",
+                    )?,
+                    &self.kafka_auth,
                 )?,
                 topic: pick(
                     &self.topic,

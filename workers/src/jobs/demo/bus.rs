@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{BUS_CAPACITY, DemoError, FLUSH_RECORDS, KAFKA_DRAIN_TIMEOUT, Progress};
 use crate::{
-    bus::kafka as bus,
+    bus::{brokers::Brokers, kafka as bus},
     jobs::consumer,
     lake::{self, record},
     tweet,
@@ -202,7 +202,7 @@ pub(super) async fn through_kafka(
     }
 
     progress.stage("publishing to kafka");
-    let mut publisher = bus::Publisher::new(bootstrap, &topic, 1000, bus::BusMetrics::default())?;
+    let mut publisher = bus::Publisher::new(&Brokers::plaintext(bootstrap), &topic, 1000, bus::BusMetrics::default())?;
     publisher.refresh_partitions().await;
     let bus_records: Vec<bus::Record> = records
         .into_iter()
@@ -220,7 +220,7 @@ pub(super) async fn through_kafka(
     progress.stage("consuming into the lake");
     let settings = consumer::Settings {
         kafka: consumer::KafkaSettings {
-            bootstrap: bootstrap.to_owned(),
+            brokers: Brokers::plaintext(bootstrap),
             topic: topic.clone(),
             group: group.clone(),
             options: vec!["auto.offset.reset=earliest".to_owned()],

@@ -22,7 +22,10 @@ use cilvest_crds::{
 };
 
 use crate::{
-    bus::kafka::{self as bus, BusError, BusMetrics, Publisher, Record},
+    bus::{
+        brokers::{AuthError, Brokers, KafkaAuthArgs},
+        kafka::{self as bus, BusError, BusMetrics, Publisher, Record},
+    },
     jobs::producer::pubsub::PubSubSink,
     telemetry::Telemetry,
     tweet::Envelope,
@@ -78,6 +81,8 @@ pub struct Args {
     /// Override the pipeline's Kafka bootstrap servers.
     #[arg(long)]
     pub kafka_bootstrap: Option<String>,
+    #[command(flatten)]
+    pub kafka_auth: KafkaAuthArgs,
     /// Override the pipeline's raw topic.
     #[arg(long)]
     pub topic: Option<String>,
@@ -123,6 +128,8 @@ pub enum ProducerError {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error(transparent)]
+    KafkaAuth(#[from] AuthError),
+    #[error(transparent)]
     PubSub(#[from] pubsub::SinkError),
     #[error(transparent)]
     Cost(#[from] CostError),
@@ -146,7 +153,9 @@ impl Source {
 
 /// A configured producer, ready to run.
 pub struct Producer {
-    bootstrap: String,
+    brokers: Brokers,
+    /// The group id the resume reader names (never joins).
+    resume_group: String,
     topic: String,
     poll_interval: Duration,
     once: bool,
@@ -236,7 +245,7 @@ impl Producer {
             SourceKind::X => Some(CostControl::new(&config, &args.cost, &telemetry)?),
             SourceKind::Replay => None,
         };
-        let bootstrap = args.kafka_bootstrap.unwrap_or(config.kafka_bootstrap);
+        let brokers = Brokers::new(args.kafka_bootstrap.unwrap_or(config.kafka_bootstrap), &args.kafka_auth)?;
         let topic = args.topic.unwrap_or(config.raw_topic);
         let publisher = match &config.pubsub {
             Some(pubsub) => Sink::PubSub(Box::new(PubSubSink::open(
@@ -245,12 +254,7 @@ impl Producer {
                 &config.spec.targets.lake.uri,
                 bus_metrics.clone(),
             )?)),
-            None => Sink::Kafka(Publisher::new(
-                &bootstrap,
-                &topic,
-                args.chunk_size,
-                bus_metrics.clone(),
-            )?),
+            None => Sink::Kafka(Publisher::new(&brokers, &topic, args.chunk_size, bus_metrics.clone())?),
         };
         // Logs name the topic tweets actually go to.
         let topic = match &publisher {
@@ -258,7 +262,8 @@ impl Producer {
             Sink::Kafka(_) => topic,
         };
         Ok(Self {
-            bootstrap,
+            brokers,
+            resume_group: cilvest_crds::kafka_access::resume_group(&config.pipeline),
             topic,
             poll_interval,
             once: args.once,
@@ -280,9 +285,10 @@ impl Producer {
             resume = self.resume_point() => Some(resume),
             () = &mut shutdown => None,
         };
-        let Some(mut since_id) = resumed else {
+        let Some(resumed) = resumed else {
             return Ok(());
         };
+        let mut since_id = resumed?;
         if matches!(self.source, Source::Replay(_)) {
             // The replay file has answered by being read; Kafka just did.
             self.telemetry.set_ready(true);
@@ -347,13 +353,19 @@ impl Producer {
     }
 
     /// The newest tweet id on the raw topic, retried until Kafka answers (the topic may still be being created).
-    async fn resume_point(&mut self) -> Option<u64> {
+    async fn resume_point(&mut self) -> Result<Option<u64>, ProducerError> {
         let mut failures = 0u32;
         loop {
             let newest = match &self.publisher {
-                Sink::Kafka(_) => bus::newest_id_on_topic(&self.bootstrap, &self.topic, RESUME_TIMEOUT)
-                    .await
-                    .map_err(ProducerError::from),
+                Sink::Kafka(publisher) => {
+                    bus::newest_id_on_topic(&self.brokers, &self.topic, &self.resume_group, RESUME_TIMEOUT)
+                        .await
+                        .map_err(|error| match publisher.refusal() {
+                            Some(reason) if !error.is_refused() => BusError::Refused { reason },
+                            _ => error,
+                        })
+                        .map_err(ProducerError::from)
+                }
                 Sink::PubSub(pubsub) => pubsub.resume_point().await.map_err(ProducerError::from),
             };
             match newest {
@@ -366,7 +378,15 @@ impl Producer {
                     if let Some(id) = newest {
                         self.bus_metrics.set_newest(id);
                     }
-                    return newest;
+                    return Ok(newest);
+                }
+                Err(ProducerError::Bus(error)) if error.is_refused() => {
+                    // Like a rejected X token: only a person can fix it; a one-shot run reports it and ends.
+                    if self.once {
+                        return Err(error.into());
+                    }
+                    tracing::error!(error = %error, retry_in = ?self.retry.configuration, "kafka refused the producer");
+                    tokio::time::sleep(self.retry.configuration).await;
                 }
                 Err(error) => {
                     failures += 1;
