@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Pipelines are `examples/cilvest.yaml` (managed Elasticsearch and Kibana included) with the schedule suspended,
-//! so the shared test cluster does not get a producer pod per pipeline.
+//! so the shared test cluster does not get a producer pod per pipeline. `--namespaces K` spreads them round-robin
+//! over K fresh namespaces and runs the operator cluster-wide (as the chart does); with 1 it watches only its own.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,7 +21,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
@@ -36,7 +37,7 @@ use common::{
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 
-/// Children seen so far: pipeline name -> when each child (kind/name) first appeared.
+/// Children seen so far: `namespace/pipeline` -> each child (kind/name) seen.
 type Seen = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
 
 fn child_kinds() -> Vec<ApiResource> {
@@ -64,11 +65,12 @@ fn pipeline(name: &str) -> CilvestPipeline {
     serde_json::from_value(p).expect("pipeline")
 }
 
-/// Watch every child kind in `ns` and record each child under its pipeline's label.
-fn watch_children(client: &Client, ns: &str, seen: &Seen) {
+/// Watch every child kind cluster-wide and record each child of `namespaces` under its pipeline's label.
+fn watch_children(client: &Client, namespaces: &[String], seen: &Seen) {
+    let namespaces: Arc<BTreeSet<String>> = Arc::new(namespaces.iter().cloned().collect());
     for kind in child_kinds() {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
-        let seen = seen.clone();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
+        let (seen, namespaces) = (seen.clone(), namespaces.clone());
         let config = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
         tokio::spawn(async move {
             let mut stream = watcher(api, config).boxed();
@@ -78,9 +80,13 @@ fn watch_children(client: &Client, ns: &str, seen: &Seen) {
                     _ => continue,
                 };
                 for o in objects {
+                    let ns = o.namespace().unwrap_or_default();
+                    if !namespaces.contains(&ns) {
+                        continue;
+                    }
                     if let Some(p) = o.labels().get(PIPELINE_LABEL) {
                         let mut seen = seen.lock().expect("seen");
-                        seen.entry(p.clone())
+                        seen.entry(format!("{ns}/{p}"))
                             .or_default()
                             .insert(format!("{}/{}", kind.kind, o.name_any()));
                     }
@@ -94,15 +100,23 @@ fn children_of(seen: &Seen, name: &str) -> usize {
     seen.lock().expect("seen").get(name).map_or(0, BTreeSet::len)
 }
 
-/// resourceVersion of every pipeline and every labelled child in `ns`.
-async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
+/// resourceVersion of every pipeline and every labelled child in `namespaces`.
+async fn versions(client: &Client, namespaces: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for ns in namespaces {
+        out.extend(versions_in(client, ns).await);
+    }
+    out
+}
+
+async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let selector = ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     for kind in child_kinds() {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
         for o in api.list(&selector).await.expect("list children").items {
             out.insert(
-                format!("{}/{}", kind.kind, o.name_any()),
+                format!("{ns}/{}/{}", kind.kind, o.name_any()),
                 o.resource_version().unwrap_or_default(),
             );
         }
@@ -114,9 +128,26 @@ async fn versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
         .items
     {
         out.insert(
-            format!("CilvestPipeline/{}", p.name_any()),
+            format!("{ns}/CilvestPipeline/{}", p.name_any()),
             p.resource_version().unwrap_or_default(),
         );
+    }
+    out
+}
+
+/// The status of every pipeline in `namespaces`, keyed like [`versions`].
+async fn statuses(client: &Client, namespaces: &[String]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for ns in namespaces {
+        for p in Api::<CilvestPipeline>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("list pipelines")
+            .items
+        {
+            let status = serde_json::to_value(&p.status).unwrap_or_default();
+            out.insert(format!("{ns}/CilvestPipeline/{}", p.name_any()), status);
+        }
     }
     out
 }
@@ -186,36 +217,57 @@ async fn main() {
     };
     let measured = arg("--pipelines", 100);
     let total = arg("--idle-pipelines", 500).max(measured + 1);
+    let namespace_count = arg("--namespaces", 1).max(1);
 
     let client = client().await;
     install_crd(&client).await;
     install_crds_yaml(&client, STRIMZI_CRD).await;
     install_crds_yaml(&client, ECK_CRDS).await;
-    let ns = temp_namespace(&client, "bench-operator").await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "cilvest-x-api"}, "stringData": {"bearerToken": "bench-token-not-real"}
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
+    let mut namespaces = Vec::new();
+    for _ in 0..namespace_count {
+        let ns = temp_namespace(&client, "bench-operator").await;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "cilvest-x-api"}, "stringData": {"bearerToken": "bench-token-not-real"}
+        }))
         .expect("secret");
-    let pipelines: Api<CilvestPipeline> = Api::namespaced(client.clone(), &ns);
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+        namespaces.push(ns);
+    }
+    let apis: Vec<Api<CilvestPipeline>> = namespaces
+        .iter()
+        .map(|ns| Api::namespaced(client.clone(), ns))
+        .collect();
     let seen: Seen = Arc::default();
-    watch_children(&client, &ns, &seen);
-    let mut operator = Operator::start(&ns, None);
+    watch_children(&client, &namespaces, &seen);
+    let start_operator = || match namespaces.as_slice() {
+        [only] => Operator::start(only, None),
+        _ => Operator::start_with(
+            &["run".to_owned(), "--leader-election".to_owned(), "false".to_owned()],
+            &[],
+        ),
+    };
+    let mut operator = start_operator();
 
     // Warm-up: the first pipeline fixes how many children a pipeline has.
     let name = |i: usize| format!("bench-{i:03}");
-    pipelines
-        .create(&PostParams::default(), &pipeline(&name(0)))
-        .await
-        .expect("create");
+    let key = |i: usize| format!("{}/{}", namespaces[i % namespace_count], name(i));
+    let create = |i: usize| {
+        let api = apis[i % namespace_count].clone();
+        async move {
+            api.create(&PostParams::default(), &pipeline(&name(i)))
+                .await
+                .expect("create");
+        }
+    };
+    create(0).await;
     let mut expected = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let now = children_of(&seen, &name(0));
+        let now = children_of(&seen, &key(0));
         if now > 0 && now == expected {
             break;
         }
@@ -230,11 +282,8 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 1..=measured {
         let started = Instant::now();
-        pipelines
-            .create(&PostParams::default(), &pipeline(&name(i)))
-            .await
-            .expect("create");
-        let n = name(i);
+        create(i).await;
+        let n = key(i);
         wait_for(&format!("children of {n}"), 120, || children_of(&seen, &n) >= expected).await;
         latencies.push(started.elapsed().as_secs_f64());
     }
@@ -244,18 +293,17 @@ async fn main() {
     // The rest in a burst, then idle.
     let burst = Instant::now();
     for i in measured + 1..total {
-        pipelines
-            .create(&PostParams::default(), &pipeline(&name(i)))
-            .await
-            .expect("create");
+        create(i).await;
     }
-    wait_for("children of every pipeline", 900, || {
+    wait_for("children of every pipeline", 3600, || {
         let seen = seen.lock().expect("seen");
-        (0..total).all(|i| seen.get(&name(i)).is_some_and(|c| c.len() >= expected))
+        (0..total).all(|i| seen.get(&key(i)).is_some_and(|c| c.len() >= expected))
     })
     .await;
     let burst_s = burst.elapsed().as_secs_f64();
-    settle(&operator, Duration::from_secs(5), 300).await;
+    // A burst of thousands keeps the operator busy long after the last child appears (status follows the
+    // children's own status): wait until it is quiet, for up to 15 minutes.
+    settle(&operator, Duration::from_secs(5), 900).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_rss_total = operator.rss_mib();
     let peak_rss_total = vm_hwm_mib(&operator);
@@ -264,9 +312,10 @@ async fn main() {
     // Resync: a fresh operator over the unchanged pipelines.
     operator.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = versions(&client, &ns).await;
+    let before = versions(&client, &namespaces).await;
+    let statuses_before = statuses(&client, &namespaces).await;
     let resync = Instant::now();
-    let operator = Operator::start(&ns, None);
+    let operator = start_operator();
     let deadline = Instant::now() + Duration::from_secs(600);
     while operator.metric("cilvest_operator_reconciles_total").await < total as f64 {
         assert!(
@@ -277,12 +326,20 @@ async fn main() {
     }
     let resync_s = resync.elapsed().as_secs_f64();
     settle(&operator, Duration::from_secs(3), 120).await;
-    let after = versions(&client, &ns).await;
+    let after = versions(&client, &namespaces).await;
     let changed: Vec<&String> = before
         .iter()
         .filter(|(k, v)| after.get(*k) != Some(*v))
         .map(|(k, _)| k)
         .chain(after.keys().filter(|k| !before.contains_key(*k)))
+        .collect();
+    // What a restart rewrote in a pipeline's status, for the first few that changed.
+    let statuses_after = statuses(&client, &namespaces).await;
+    let status_changes: Vec<Value> = changed
+        .iter()
+        .filter(|k| k.contains("/CilvestPipeline/"))
+        .take(3)
+        .map(|k| json!({"pipeline": k, "before": statuses_before.get(*k), "after": statuses_after.get(*k)}))
         .collect();
     let resync_rss = operator.rss_mib();
     let updated_lines = operator
@@ -291,12 +348,22 @@ async fn main() {
         .filter(|l| l.contains("children updated"))
         .count();
     drop(operator);
-    delete_namespace(&client, &ns).await;
+    for ns in &namespaces {
+        delete_namespace(&client, ns).await;
+    }
+    // A next run's cluster-wide operator would cache a namespace still being deleted: wait until they are gone.
+    let all: Api<Namespace> = Api::all(client.clone());
+    let gone = Instant::now() + Duration::from_secs(900);
+    for ns in &namespaces {
+        while all.get_opt(ns).await.ok().flatten().is_some() && Instant::now() < gone {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
 
     println!(
         "{}",
         json!({
-            "namespace": ns, "children_per_pipeline": expected, "measured": measured, "total": total,
+            "namespaces": namespace_count, "children_per_pipeline": expected, "measured": measured, "total": total,
             "create_to_children_s": {"p50": percentile(&sorted, 0.50), "p99": percentile(&sorted, 0.99),
                                       "min": sorted.first(), "max": sorted.last()},
             "latencies_s": latencies,
@@ -304,6 +371,7 @@ async fn main() {
             "peak_rss_mib_total": peak_rss_total, "reconciles_before_restart": reconciles_before_restart,
             "resync": {"objects_compared": before.len(), "changed": changed.len(),
                        "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
+                       "status_changes": status_changes,
                        "children_updated_log_lines": updated_lines, "seconds_to_reconcile_all": resync_s,
                        "rss_mib_after": resync_rss},
         })
