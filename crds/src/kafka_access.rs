@@ -72,12 +72,6 @@ pub fn strimzi_port(spec: &CilvestPipelineSpec) -> u16 {
         .unwrap_or(STRIMZI_PLAIN_PORT)
 }
 
-/// The authentication the spec's Strimzi listener asks for, if any.
-pub fn authentication(spec: &CilvestPipelineSpec) -> Option<KafkaAuthentication> {
-    spec.kafka.strimzi_cluster.as_ref()?;
-    spec.kafka.listener.as_ref()?.authentication
-}
-
 /// A Kafka resource type an ACL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResourceType {
@@ -191,16 +185,14 @@ mod tests {
     }
 
     #[test]
-    fn the_listener_gives_the_port_and_the_authentication() {
+    fn the_listener_gives_the_port() {
         let mut spec = minimal().spec;
         assert_eq!(strimzi_port(&spec), 9092);
-        assert_eq!(authentication(&spec), None);
         spec.kafka.listener = Some(KafkaListener {
             port: 9093,
             tls: true,
             authentication: Some(KafkaAuthentication::ScramSha512),
         });
         assert_eq!(strimzi_port(&spec), 9093);
-        assert_eq!(authentication(&spec), Some(KafkaAuthentication::ScramSha512));
     }
 }

@@ -6,7 +6,10 @@ use std::{collections::HashSet, fmt, time::Duration};
 use crate::{
     query::{QueryTooLong, X_QUERY_LIMIT, X_RECENT_WINDOW, render_query},
     spec::{Bus, CilvestPipelineSpec, Engine},
-    values::{budget_posts, parse_duration, parse_lake_uri, parse_usd},
+    values::{
+        budget_posts, is_bq_dataset, is_dns_label, is_dns_subdomain, is_gcp_project, is_http_url, is_kafka_topic,
+        is_keyword_name, is_pubsub_name, parse_duration, parse_lake_uri, parse_usd,
+    },
 };
 
 /// One problem in a spec, with the path of the field at fault.
@@ -438,65 +441,4 @@ fn is_reserved_env(name: &str) -> bool {
     name.starts_with("CILVEST_X_")
         || [USERNAME_ENV, PASSWORD_ENV, CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV].contains(&name)
         || ["CILVEST_CONFIG", "CILVEST_ES_PASSWORD", "CILVEST_LOG_FORMAT"].contains(&name)
-}
-
-/// `http(s)://host[:port][/path]`, no whitespace, query or fragment.
-fn is_http_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
-        return false;
-    };
-    let host = rest.split('/').next().unwrap_or_default();
-    url.len() <= 2048 && !host.is_empty() && !url.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
-}
-
-fn is_keyword_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-fn is_dns_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    (1..=253).contains(&name.len()) && name.split('.').all(is_dns_label)
-}
-
-fn is_gcp_project(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (6..=30).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes.last().is_some_and(|&b| b != b'-')
-}
-
-/// A Pub/Sub topic or subscription ID.
-fn is_pubsub_name(name: &str) -> bool {
-    (3..=255).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && !name.to_ascii_lowercase().starts_with("goog")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '%'))
-}
-
-fn is_kafka_topic(name: &str) -> bool {
-    (1..=249).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-fn is_bq_dataset(name: &str) -> bool {
-    (1..=1024).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -1,4 +1,5 @@
-//! The text values of a spec, parsed: durations, dollar amounts and the budget they buy, and the lake URI. The
+//! The text values of a spec, parsed: durations, dollar amounts and the budget they buy, and the lake URI; and the
+//! syntax of the names and addresses a spec carries, which `validate()` checks. The
 //! rules in the CRD (`rules.rs`) accept the same texts.
 
 use std::time::Duration;
@@ -110,4 +111,67 @@ pub fn url_port(url: &str) -> Option<u16> {
             _ => None,
         },
     }
+}
+
+// ---- the syntax of the names and addresses a spec carries (`validate()` checks them) ----
+
+/// `http(s)://host[:port][/path]`, no whitespace, query or fragment.
+pub(crate) fn is_http_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    url.len() <= 2048 && !host.is_empty() && !url.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+}
+
+pub(crate) fn is_keyword_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+pub(crate) fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+pub(crate) fn is_dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len()) && name.split('.').all(is_dns_label)
+}
+
+pub(crate) fn is_gcp_project(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (6..=30).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && bytes.last().is_some_and(|&b| b != b'-')
+}
+
+/// A Pub/Sub topic or subscription ID.
+pub(crate) fn is_pubsub_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !name.to_ascii_lowercase().starts_with("goog")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '%'))
+}
+
+pub(crate) fn is_kafka_topic(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+pub(crate) fn is_bq_dataset(name: &str) -> bool {
+    (1..=1024).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

@@ -294,6 +294,15 @@ fn consume(pipeline: &Pipeline, bootstrap: &str, identity: &Identity, count: i64
     (count_lines(&lake), std::fs::read_to_string(&log).unwrap_or_default())
 }
 
+/// The producer run failed, naming Kafka's refusal and `reason`.
+fn assert_refused(ok: bool, log: &str, reason: &str) {
+    assert!(!ok, "the producer succeeded:\n{log}");
+    assert!(
+        log.contains("kafka refused this worker") && log.contains(reason),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn scram_over_tls_each_worker_as_its_own_user_with_only_its_acls() {
     let secure = secure();
@@ -331,11 +340,7 @@ async fn scram_over_tls_each_worker_as_its_own_user_with_only_its_acls() {
     // The consumer's user may not act as the producer: run as the consumer, the producer stops with Kafka's
     // refusal named (of the resume group, or of the topic's Write) and adds nothing.
     let (ok, log) = produce(&pipeline, &secure.scram, &as_consumer, Duration::from_secs(90));
-    assert!(!ok, "a producer without the Write ACL succeeded:\n{log}");
-    assert!(
-        log.contains("kafka refused this worker") && log.contains("authorization failed"),
-        "{log}"
-    );
+    assert_refused(ok, &log, "authorization failed");
     assert_eq!(topic_records(&kafka_bootstrap(), &pipeline.topic).await.len(), 40);
 
     // Even allowed to find the topic's tail, a user without Write is refused on its first send (of a tweet newer
@@ -363,22 +368,14 @@ async fn scram_over_tls_each_worker_as_its_own_user_with_only_its_acls() {
     );
     let as_reader = scram_identity(&secure, &reader, &consumer_password);
     let (ok, log) = produce(&pipeline, &secure.scram, &as_reader, Duration::from_secs(90));
-    assert!(!ok, "a producer without the Write ACL succeeded:\n{log}");
     // Without Write on any topic, Kafka refuses the idempotent producer its id (cluster authorization).
-    assert!(
-        log.contains("kafka refused this worker") && log.contains("authorization failed"),
-        "{log}"
-    );
+    assert_refused(ok, &log, "authorization failed");
     assert_eq!(topic_records(&kafka_bootstrap(), &pipeline.topic).await.len(), 40);
 
     // A wrong password is named as an authentication failure, not waited out silently.
     let wrong = scram_identity(&secure, &producer_user, "not-the-password");
     let (ok, log) = produce(&pipeline, &secure.scram, &wrong, Duration::from_secs(90));
-    assert!(!ok, "a wrong password succeeded:\n{log}");
-    assert!(
-        log.contains("kafka refused this worker") && log.contains("SASL authentication error"),
-        "{log}"
-    );
+    assert_refused(ok, &log, "SASL authentication error");
     assert!(!log.contains("not-the-password"), "the password reached the log");
 }
 
@@ -409,11 +406,7 @@ async fn mutual_tls_identifies_each_worker_by_its_certificate() {
     // Without a client certificate the listener refuses the connection: the worker names the failure.
     let anonymous = vec![(CA_FILE_ENV, path_str(&secure.ca()).to_owned())];
     let (ok, log) = produce(&pipeline, &secure.mtls, &anonymous, Duration::from_secs(90));
-    assert!(!ok, "a producer without a certificate succeeded:\n{log}");
-    assert!(
-        log.contains("kafka refused this worker") && log.contains("bad certificate"),
-        "{log}"
-    );
+    assert_refused(ok, &log, "bad certificate");
     assert_eq!(topic_records(&kafka_bootstrap(), &pipeline.topic).await.len(), 25);
 }
 

@@ -308,29 +308,18 @@ fn count_objects(dir: &Path) -> usize {
 fn lake_contents(dir: &Path) -> (BTreeMap<u64, usize>, usize) {
     let mut ids = BTreeMap::new();
     let mut rejected = 0;
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            if !path.to_string_lossy().ends_with(".ndjson.gz") {
-                continue;
-            }
-            let mut text = String::new();
-            let body = std::fs::read(&path).unwrap_or_default();
-            // A file being replaced reads as empty; the final check runs after the consumer stopped.
-            if GzDecoder::new(&body[..]).read_to_string(&mut text).is_err() {
-                continue;
-            }
-            for line in text.lines() {
-                if path.to_string_lossy().contains("/rejected/") {
-                    rejected += 1;
-                } else if let Ok(parsed) = tweet::parse(line.as_bytes()) {
-                    *ids.entry(parsed.tweet.id.parse().expect("numeric id")).or_default() += 1;
-                }
+    for path in support::lake_files(dir) {
+        let mut text = String::new();
+        let body = std::fs::read(&path).unwrap_or_default();
+        // A file being replaced reads as empty; the final check runs after the consumer stopped.
+        if GzDecoder::new(&body[..]).read_to_string(&mut text).is_err() {
+            continue;
+        }
+        for line in text.lines() {
+            if path.to_string_lossy().contains("/rejected/") {
+                rejected += 1;
+            } else if let Ok(parsed) = tweet::parse(line.as_bytes()) {
+                *ids.entry(parsed.tweet.id.parse().expect("numeric id")).or_default() += 1;
             }
         }
     }

@@ -202,6 +202,16 @@ mod tests {
             .expect("pod spec")
     }
 
+    fn secret_volume_of<'d>(deployment: &'d Deployment, name: &str) -> &'d SecretVolumeSource {
+        pod(deployment)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.as_ref())
+            .unwrap_or_else(|| panic!("no Secret volume {name}"))
+    }
+
     fn env(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
         pod(deployment).containers[0]
             .env
@@ -274,13 +284,7 @@ mod tests {
             producer[kafka_access::CA_FILE_ENV].value.as_deref(),
             Some("/var/run/cilvest/kafka-ca/ca.crt")
         );
-        let ca = pod(&resources.producer)
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == "kafka-ca")
-            .and_then(|v| v.secret.as_ref())
-            .expect("the cluster CA volume");
+        let ca = secret_volume_of(&resources.producer, "kafka-ca");
         assert_eq!(ca.secret_name.as_deref(), Some("cilvest-cluster-ca-cert"));
         let consumer = env(&resources.consumer);
         assert_eq!(
@@ -308,13 +312,7 @@ mod tests {
             consumer[kafka_access::KEY_FILE_ENV].value.as_deref(),
             Some("/var/run/cilvest/kafka-user/user.key")
         );
-        let user = pod(&resources.consumer)
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == "kafka-user")
-            .and_then(|v| v.secret.as_ref())
-            .expect("the user's certificate volume");
+        let user = secret_volume_of(&resources.consumer, "kafka-user");
         assert_eq!(
             user.secret_name.as_deref(),
             Some(format!("{}-kafka-consumer", pipeline.name_any()).as_str())

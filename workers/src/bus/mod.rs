@@ -4,3 +4,4 @@
 pub mod brokers;
 pub mod kafka;
 pub mod pubsub;
+pub mod resume;

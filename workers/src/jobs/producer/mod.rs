@@ -24,7 +24,8 @@ use cilvest_crds::{
 use crate::{
     bus::{
         brokers::{AuthError, Brokers, KafkaAuthArgs},
-        kafka::{self as bus, BusError, BusMetrics, Publisher, Record},
+        kafka::{BusError, BusMetrics, Publisher, Record},
+        resume::newest_id_on_topic,
     },
     jobs::producer::pubsub::PubSubSink,
     telemetry::Telemetry,
@@ -358,7 +359,7 @@ impl Producer {
         loop {
             let newest = match &self.publisher {
                 Sink::Kafka(publisher) => {
-                    bus::newest_id_on_topic(&self.brokers, &self.topic, &self.resume_group, RESUME_TIMEOUT)
+                    newest_id_on_topic(&self.brokers, &self.topic, &self.resume_group, RESUME_TIMEOUT)
                         .await
                         .map_err(|error| match publisher.refusal() {
                             Some(reason) if !error.is_refused() => BusError::Refused { reason },
