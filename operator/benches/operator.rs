@@ -161,6 +161,9 @@ async fn wait_for(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
@@ -218,6 +221,8 @@ async fn main() {
     let measured = arg("--pipelines", 100);
     let total = arg("--idle-pipelines", 500).max(measured + 1);
     let namespace_count = arg("--namespaces", 1).max(1);
+    // Creates per second in the burst (0: as fast as the API server takes them).
+    let rate = arg("--rate", 0);
 
     let client = client().await;
     install_crd(&client).await;
@@ -290,17 +295,47 @@ async fn main() {
     let mut sorted = latencies.clone();
     sorted.sort_by(f64::total_cmp);
 
-    // The rest in a burst, then idle.
+    // The rest in a burst (paced at `--rate` creates per second, each one's create -> all children timed), then idle.
     let burst = Instant::now();
-    for i in measured + 1..total {
-        create(i).await;
-    }
-    wait_for("children of every pipeline", 3600, || {
+    let created: Arc<Mutex<BTreeMap<usize, Instant>>> = Arc::default();
+    let creator = {
+        let created = created.clone();
+        let apis = apis.clone();
+        tokio::spawn(async move {
+            for i in measured + 1..total {
+                if rate > 0 {
+                    let due = burst + Duration::from_secs_f64((i - measured - 1) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let at = Instant::now();
+                apis[i % namespace_count]
+                    .create(&PostParams::default(), &pipeline(&name(i)))
+                    .await
+                    .expect("create");
+                created.lock().expect("created").insert(i, at);
+            }
+        })
+    };
+    let mut burst_latencies = Vec::new();
+    let mut pending: BTreeSet<usize> = (measured + 1..total).collect();
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "the burst's children never all appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = Instant::now();
+        let created = created.lock().expect("created").clone();
         let seen = seen.lock().expect("seen");
-        (0..total).all(|i| seen.get(&key(i)).is_some_and(|c| c.len() >= expected))
-    })
-    .await;
+        pending.retain(|i| match created.get(i) {
+            Some(at) if seen.get(&key(*i)).is_some_and(|c| c.len() >= expected) => {
+                burst_latencies.push((now - *at).as_secs_f64());
+                false
+            }
+            _ => true,
+        });
+    }
+    creator.await.expect("creator");
     let burst_s = burst.elapsed().as_secs_f64();
+    burst_latencies.sort_by(f64::total_cmp);
     // A burst of thousands keeps the operator busy long after the last child appears (status follows the
     // children's own status): wait until it is quiet, for up to 15 minutes.
     settle(&operator, Duration::from_secs(5), 900).await;
@@ -342,6 +377,7 @@ async fn main() {
         .map(|k| json!({"pipeline": k, "before": statuses_before.get(*k), "after": statuses_after.get(*k)}))
         .collect();
     let resync_rss = operator.rss_mib();
+    let resync_fetches = operator.metric("cilvest_operator_drift_fetches_total").await;
     let updated_lines = operator
         .logs()
         .lines()
@@ -367,13 +403,17 @@ async fn main() {
             "create_to_children_s": {"p50": percentile(&sorted, 0.50), "p99": percentile(&sorted, 0.99),
                                       "min": sorted.first(), "max": sorted.last()},
             "latencies_s": latencies,
-            "burst_s": burst_s, "idle_rss_mib_1": idle_rss_1, "idle_rss_mib_total": idle_rss_total,
+            "burst_s": burst_s, "burst_rate_per_s": rate,
+            "burst_create_to_children_s": {"p50": percentile(&burst_latencies, 0.50),
+                                            "p99": percentile(&burst_latencies, 0.99),
+                                            "max": burst_latencies.last(), "count": burst_latencies.len()},
+            "idle_rss_mib_1": idle_rss_1, "idle_rss_mib_total": idle_rss_total,
             "peak_rss_mib_total": peak_rss_total, "reconciles_before_restart": reconciles_before_restart,
             "resync": {"objects_compared": before.len(), "changed": changed.len(),
                        "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
                        "status_changes": status_changes,
                        "children_updated_log_lines": updated_lines, "seconds_to_reconcile_all": resync_s,
-                       "rss_mib_after": resync_rss},
+                       "rss_mib_after": resync_rss, "drift_fetches": resync_fetches},
         })
     );
 }

@@ -1,7 +1,16 @@
 //! Applying children: the one server-side-apply helper, the live state it compares against (read from the
 //! controller's caches, restoring drift, see `drift`), and the deletion of labelled orphans.
+//!
+//! The caches hold a digest of the fields the operator owns in each child, not the child ([`crate::owned`]). An
+//! unchanged child whose digest matches what the operator would apply costs nothing; one whose digest differs is
+//! fetched and compared field by field, and put back if it drifted. A child that compares equal although its digest
+//! differs is remembered ([`DriftMemo`]), so it is fetched once, not on every pass.
 
-use std::{collections::BTreeMap, fmt::Debug};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Debug,
+    sync::Mutex,
+};
 
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -23,12 +32,20 @@ use crate::{
     build::Resources,
     drift,
     meta::{HASH_ANNOTATION, MANAGER, fingerprint},
+    owned,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("failed to apply {kind} {name}: {source}")]
     Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to read {kind} {name} for the drift check: {source}")]
+    Get {
         kind: String,
         name: String,
         #[source]
@@ -60,11 +77,23 @@ pub enum ApplyError {
     MissingCrd { kind: String, api_version: String },
 }
 
-/// The children that exist now, by kind and name, as JSON (for drift) with the hash of what was last applied.
+/// What the apply step knows of a live child without its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveChild {
+    /// The applied-hash annotation: the fingerprint of what the operator last applied.
+    pub hash: Option<String>,
+    /// Labelled `cilvest.io/paused=true`: left alone.
+    pub paused: bool,
+    /// The digest of the fields the operator owns ([`owned::digest`]); `None` when the child has no Apply entry of
+    /// the operator.
+    pub digest: Option<u64>,
+}
+
+/// The children that exist now, by kind and name.
 #[derive(Debug, Default)]
 pub struct LiveChildren {
-    children: BTreeMap<(String, String), serde_json::Value>,
-    /// Live external objects, kept whole for status (KafkaTopic readiness, Elasticsearch health).
+    children: BTreeMap<(String, String), LiveChild>,
+    /// Live external objects, with what status reads of them (KafkaTopic readiness, Elasticsearch health).
     pub objects: BTreeMap<(String, String), DynamicObject>,
     pub deployments: Vec<Deployment>,
     pub cron_jobs: Vec<CronJob>,
@@ -79,6 +108,35 @@ pub struct Writes {
     pub deleted: usize,
     /// Children that had drifted from what the operator last applied and were put back.
     pub restored: Vec<Restored>,
+    /// Children read from the API server because their owned fields' digest differed from the desired one.
+    pub fetched: usize,
+}
+
+/// The children whose owned fields digest differently from what the operator applies although the drift check
+/// found them equal (the API server wrote a value in another form): by namespace, kind and name, the applied hash
+/// and live digest that were checked. Such a child is fetched again only when either changes.
+#[derive(Debug, Default)]
+pub struct DriftMemo(Mutex<HashMap<ChildKey, (String, Option<u64>)>>);
+
+/// A child by namespace, kind and name.
+type ChildKey = (String, String, String);
+
+impl DriftMemo {
+    fn checked(&self, key: &ChildKey, hash: &str, digest: Option<u64>) -> bool {
+        let memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        memo.get(key).is_some_and(|(h, d)| h == hash && *d == digest)
+    }
+
+    fn remember(&self, key: ChildKey, hash: String, digest: Option<u64>) {
+        let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        memo.insert(key, (hash, digest));
+    }
+
+    /// Forget the children of a deleted pipeline's namespace and name prefix.
+    pub fn forget(&self, namespace: &str, pipeline: &str) {
+        let mut memo = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        memo.retain(|(ns, _, name), _| !(ns == namespace && name.starts_with(pipeline)));
+    }
 }
 
 /// One child put back, and the first field that had drifted.
@@ -100,25 +158,16 @@ pub struct ExternalApis {
 }
 
 impl LiveChildren {
-    /// Remember a child (of a built-in kind) as JSON, for the drift and orphan checks.
-    pub fn record(&mut self, kind: &str, name: String, object: serde_json::Value) {
-        self.children.insert((kind.to_owned(), name), object);
+    /// Remember a child (of a built-in kind), for the drift and orphan checks.
+    pub fn record(&mut self, kind: &str, name: String, child: LiveChild) {
+        self.children.insert((kind.to_owned(), name), child);
     }
 
-    /// Remember an external child (KafkaTopic, KafkaUser, Elasticsearch, Kibana), kept whole for status too.
-    pub fn record_external(&mut self, kind: &str, object: DynamicObject) {
+    /// Remember an external child (KafkaTopic, KafkaUser, Elasticsearch, Kibana), with what status reads of it.
+    pub fn record_external(&mut self, kind: &str, object: DynamicObject, child: LiveChild) {
         let key = (kind.to_owned(), object.name_any());
-        self.children
-            .insert(key.clone(), serde_json::to_value(&object).unwrap_or_default());
+        self.children.insert(key.clone(), child);
         self.objects.insert(key, object);
-    }
-
-    fn hash(&self, key: &(String, String)) -> Option<&str> {
-        self.children
-            .get(key)?
-            .pointer("/metadata/annotations")?
-            .get(HASH_ANNOTATION)?
-            .as_str()
     }
 }
 
@@ -130,6 +179,7 @@ pub async fn apply_all(
     resources: Resources,
     live: &LiveChildren,
     externals: ExternalApis,
+    memo: &DriftMemo,
 ) -> Result<Writes, ApplyError> {
     let Resources {
         config,
@@ -149,6 +199,7 @@ pub async fn apply_all(
         client,
         namespace,
         live,
+        memo,
         writes: Writes::default(),
         desired: Vec::new(),
     };
@@ -201,10 +252,20 @@ pub async fn apply_all(
     Ok(pass.writes)
 }
 
+/// What the drift check found of an unchanged child.
+enum Verdict {
+    Same,
+    /// The first field that differs.
+    Drifted(String),
+    /// Deleted since the cache saw it: applied again.
+    Gone,
+}
+
 struct Pass<'a> {
     client: &'a Client,
     namespace: &'a str,
     live: &'a LiveChildren,
+    memo: &'a DriftMemo,
     writes: Writes,
     desired: Vec<(String, String)>,
 }
@@ -237,19 +298,27 @@ impl Pass<'_> {
         let key = (kind.clone(), name.clone());
         self.desired.push(key.clone());
         let live = self.live.children.get(&key);
-        if live.is_some_and(drift::paused) {
+        if live.is_some_and(|live| live.paused) {
             return Ok(());
         }
         let hash = fingerprint(&object);
+        let mut object = object;
+        object
+            .meta_mut()
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(HASH_ANNOTATION.to_owned(), hash.clone());
         let desired = serde_json::to_value(&object).unwrap_or_default();
-        let unchanged = self.live.hash(&key) == Some(hash.as_str());
         let drifted = match live {
-            Some(live) if unchanged => drift::first_difference(&desired, live),
+            Some(live) if live.hash.as_deref() == Some(hash.as_str()) => {
+                match self.drift(api, &kind, &name, &hash, live, &desired).await? {
+                    Verdict::Same => return Ok(()),
+                    Verdict::Drifted(field) => Some(field),
+                    Verdict::Gone => None,
+                }
+            }
             _ => None,
         };
-        if unchanged && drifted.is_none() {
-            return Ok(());
-        }
         apply(api, object, hash).await.map_err(|source| ApplyError::Apply {
             kind: kind.clone(),
             name: name.clone(),
@@ -267,9 +336,52 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// Where an unchanged child differs from `desired` (with its applied hash): nowhere when its owned fields digest
+    /// the same, or were found equal before; otherwise the first difference in the child read from the API server.
+    async fn drift<K>(
+        &mut self,
+        api: &Api<K>,
+        kind: &str,
+        name: &str,
+        hash: &str,
+        live: &LiveChild,
+        desired: &serde_json::Value,
+    ) -> Result<Verdict, ApplyError>
+    where
+        K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        if live.digest == Some(owned::digest(desired)) {
+            return Ok(Verdict::Same);
+        }
+        let memo_key = (self.namespace.to_owned(), kind.to_owned(), name.to_owned());
+        if self.memo.checked(&memo_key, hash, live.digest) {
+            return Ok(Verdict::Same);
+        }
+        self.writes.fetched += 1;
+        let fetched = api.get_opt(name).await.map_err(|source| ApplyError::Get {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source,
+        })?;
+        let Some(fetched) = fetched else {
+            return Ok(Verdict::Gone);
+        };
+        let fetched = serde_json::to_value(&fetched).unwrap_or_default();
+        if drift::paused(&fetched) {
+            return Ok(Verdict::Same);
+        }
+        match drift::first_difference(desired, &fetched) {
+            Some(field) => Ok(Verdict::Drifted(field)),
+            None => {
+                self.memo.remember(memo_key, hash.to_owned(), live.digest);
+                Ok(Verdict::Same)
+            }
+        }
+    }
+
     async fn delete_orphans(&mut self) -> Result<(), ApplyError> {
         for ((kind, name), live) in &self.live.children {
-            if self.desired.iter().any(|(k, n)| k == kind && n == name) || drift::paused(live) {
+            if self.desired.iter().any(|(k, n)| k == kind && n == name) || live.paused {
                 continue;
             }
             let result = match kind.as_str() {

@@ -18,17 +18,20 @@ pub fn paused(live: &Value) -> bool {
         == Some("true")
 }
 
+/// The top-level fields the drift check compares, besides the labels and annotations.
+pub const COMPARED: [&str; 6] = [
+    "spec",
+    "data",
+    "rules",
+    "subjects",
+    "roleRef",
+    "automountServiceAccountToken",
+];
+
 /// The first field (a dotted path such as `spec.replicas`) where `live` lacks what `desired` sets.
 pub fn first_difference(desired: &Value, live: &Value) -> Option<String> {
     let mut path = Vec::new();
-    for field in [
-        "spec",
-        "data",
-        "rules",
-        "subjects",
-        "roleRef",
-        "automountServiceAccountToken",
-    ] {
+    for field in COMPARED {
         if let Some(wanted) = desired.get(field) {
             path.push(field.to_owned());
             if let Some(found) = differs(wanted, live.get(field).unwrap_or(&Value::Null), &mut path) {

@@ -22,6 +22,7 @@ pub mod health;
 pub mod leader;
 pub mod lint;
 pub mod meta;
+pub mod owned;
 pub mod status;
 pub mod telemetry;
 pub mod x_usage;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub errors: Family<Labels, Counter>,
     pub duration: Histogram,
+    /// Children read from the API server for a drift check (their owned fields' digest differed).
+    pub drift_fetches: Counter,
     phases: Family<Labels, Gauge>,
     degraded: Family<Labels, Gauge>,
     daily_failed: Family<Labels, Gauge>,
@@ -58,6 +60,7 @@ impl Metrics {
         let reconciles = Counter::default();
         let errors = Family::<Labels, Counter>::default();
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let drift_fetches = Counter::default();
         let phases = Family::<Labels, Gauge>::default();
         let degraded = Family::<Labels, Gauge>::default();
         let daily_failed = Family::<Labels, Gauge>::default();
@@ -66,6 +69,11 @@ impl Metrics {
             registry.register("reconciles", "Reconciles run", reconciles.clone());
             registry.register("reconcile_errors", "Failed reconciles by category", errors.clone());
             registry.register("reconcile_duration_seconds", "Reconcile duration", duration.clone());
+            registry.register(
+                "drift_fetches",
+                "Children read from the API server because the digest of their owned fields differed",
+                drift_fetches.clone(),
+            );
             registry.register("pipelines", "Pipelines by phase", phases.clone());
             registry.register(
                 "pipeline_degraded",
@@ -87,6 +95,7 @@ impl Metrics {
             reconciles,
             errors,
             duration,
+            drift_fetches,
             phases,
             degraded,
             daily_failed,

@@ -58,7 +58,7 @@ async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
         .create(&PostParams::default(), &secret)
         .await
         .expect("secret");
-    let _operator = Operator::start(&ns, None);
+    let operator = Operator::start(&ns, None);
     let pipelines: Api<CilvestPipeline> = Api::namespaced(client.clone(), &ns);
     let pipeline: CilvestPipeline = serde_saphyr::from_str(FULL).expect("example");
     pipelines
@@ -77,9 +77,30 @@ async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
     })
     .await;
 
-    // Hand edits, each of a field the operator sets.
     let merge = |patch: serde_json::Value| Patch::Merge(patch);
     let params = PatchParams::default();
+
+    // Unchanged children are compared by the digest of the fields the operator owns: no reconcile reads one back.
+    let reconciles = operator.metric("cilvest_operator_reconciles_total").await;
+    pipelines
+        .patch(
+            "cilvest",
+            &params,
+            &merge(json!({"metadata": {"annotations": {"test.cilvest.io/nudge": "0"}}})),
+        )
+        .await
+        .expect("nudge the pipeline");
+    wait_until("a reconcile of the unchanged pipeline", 30, || async {
+        (operator.metric("cilvest_operator_reconciles_total").await > reconciles).then_some(())
+    })
+    .await;
+    assert_eq!(
+        operator.metric("cilvest_operator_drift_fetches_total").await,
+        0.0,
+        "an undrifted child was read back: its owned fields digest differently from what the operator applies"
+    );
+
+    // Hand edits, each of a field the operator sets.
     deployments
         .patch("cilvest-producer", &params, &merge(json!({"spec": {"replicas": 3}})))
         .await
@@ -162,6 +183,10 @@ async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
     })
     .await;
     eprintln!("restorations: {notes:?}");
+    assert!(
+        operator.metric("cilvest_operator_drift_fetches_total").await >= 4.0,
+        "each edited child is read back for the drift check"
+    );
 
     // Restoring is not a loop: once put back, nothing is written again.
     let settled = versions(&client, &ns).await;

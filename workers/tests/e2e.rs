@@ -196,7 +196,7 @@ spec:
 
 fn demo_pod(repository: &str, digest: &str) -> String {
     json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo", "labels": {"app.kubernetes.io/name": "cilvest-demo"}},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": false,
@@ -336,6 +336,7 @@ async fn helm_install_to_data_on_a_real_node() {
     })
     .await;
     let operator_name = operator_pod.metadata.name.clone().expect("pod name");
+    support::startup::record(&client, "operator (first pull)", &release_ns, operator_selector).await;
     eventually("the operator to hold its Lease", 60, || async {
         (lease_holder(&client, &release_ns).await.as_deref() == Some(operator_name.as_str())).then_some(())
     })
@@ -361,6 +362,13 @@ async fn helm_install_to_data_on_a_real_node() {
             _ => None,
         }
     })
+    .await;
+    support::startup::record(
+        &client,
+        "demo (first pull, to completion)",
+        &ns,
+        "app.kubernetes.io/name=cilvest-demo",
+    )
     .await;
     for keyword in ["saham", "reksadana", "sukuk"] {
         assert!(
@@ -403,6 +411,8 @@ async fn helm_install_to_data_on_a_real_node() {
             container_image(&deployment),
             format!("{worker_repo}@{}", env.worker_digest)
         );
+        let selector = format!("app.kubernetes.io/component={component}");
+        support::startup::record(&client, &format!("{component} (image present)"), &ns, &selector).await;
     }
     let bootstrap = service_env("CILVEST_KAFKA_BOOTSTRAP", "kafka");
     eventually("the producer to publish yesterday's posts", 120, || async {
@@ -447,6 +457,13 @@ async fn helm_install_to_data_on_a_real_node() {
     })
     .await;
     tracing::info!(%successor, "the operator's replacement holds the Lease");
+    support::startup::record(
+        &client,
+        "operator (replacement, image present)",
+        &release_ns,
+        operator_selector,
+    )
+    .await;
 
     let lake = cilvest_workers::lake::open(
         &format!("gs://{bucket}/lake"),

@@ -1,24 +1,36 @@
-//! What the caches hold: each child as its JSON text, not as a decoded object.
+//! What the caches hold: of each child, the few fields the reconcile reads, not the object.
 //!
-//! A decoded `k8s-openapi` object spends most of its memory on empty optional fields and small allocations: at 500
-//! pipelines the cached children are 12.6 MB of JSON but cost about 55 MiB resident as typed objects (BENCHMARKS.md,
-//! issue 20). Kept as text, a child costs its length plus a small `ObjectMeta` (name, namespace, the pipeline and
-//! component labels, owner references: what the store's key, the controller's owner mapping and the filters read). A
-//! reconcile decodes only its own pipeline's children, a dozen objects, when it needs them.
+//! A child costs its name, namespace and a few labels (the store's key and the mapping to its pipeline), what the
+//! apply step needs to tell whether it changed ([`LiveChild`]: the applied-hash annotation, the paused label, the
+//! digest of the fields the operator owns, see [`crate::owned`]), and, as JSON text, the little that status reads:
+//! a Deployment's wanted replicas and status, a CronJob's schedule, suspension and status, a Job's status, a pod's
+//! phase, conditions and container states, the `data` of a ConfigMap that the operator does not own (the producer's
+//! X usage), an external child's status. Everything else (pod templates, policies, defaults) is dropped when the
+//! watch event arrives: at 2,000 pipelines whole children were 70 MB of JSON (BENCHMARKS.md, issue 25). A drift
+//! check that needs a whole child fetches it ([`crate::apply`]).
 
 use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, runtime::watcher::Event};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
 
-use crate::meta::{COMPONENT_LABEL, PIPELINE_LABEL};
+use crate::{
+    apply::LiveChild,
+    drift::{self, PAUSED_LABEL},
+    meta::{COMPONENT_LABEL, HASH_ANNOTATION, MANAGER, PIPELINE_LABEL},
+    owned,
+};
 
-/// A cached child of kind `K`: the few metadata fields the caches index by, and the whole object as JSON (without
-/// `managedFields`, which nothing reads).
+/// The labels kept: the pipeline and component (the caches' filters), a pod's Job, the paused label.
+const KEPT_LABELS: [&str; 4] = [PIPELINE_LABEL, COMPONENT_LABEL, "job-name", PAUSED_LABEL];
+
+/// A cached child of kind `K`: its index, what the apply step compares, and what status reads as JSON.
 pub struct Compact<K> {
     meta: ObjectMeta,
-    json: Arc<[u8]>,
+    applied: LiveChild,
+    body: Arc<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -26,7 +38,8 @@ impl<K> Clone for Compact<K> {
     fn clone(&self) -> Self {
         Self {
             meta: self.meta.clone(),
-            json: self.json.clone(),
+            applied: self.applied.clone(),
+            body: self.body.clone(),
             kind: PhantomData,
         }
     }
@@ -36,7 +49,8 @@ impl<K> std::fmt::Debug for Compact<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compact")
             .field("meta", &self.meta)
-            .field("bytes", &self.json.len())
+            .field("applied", &self.applied)
+            .field("bytes", &self.body.len())
             .finish()
     }
 }
@@ -49,29 +63,10 @@ impl<'de, K: Resource + Serialize + DeserializeOwned> Deserialize<'de> for Compa
 }
 
 impl<K: Resource + Serialize> Compact<K> {
-    /// Keep `object` as text. Serialising a decoded object cannot fail in practice; if it did, the child is kept
-    /// with empty text and its reader reports the decode error ([`Compact::value`]).
-    pub fn new(mut object: K) -> Self {
-        object.meta_mut().managed_fields = None;
-        let json = serde_json::to_vec(&object).unwrap_or_default();
-        let full = object.meta();
-        let labels: BTreeMap<String, String> = [PIPELINE_LABEL, COMPONENT_LABEL]
-            .into_iter()
-            .filter_map(|key| full.labels.as_ref()?.get_key_value(key))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        let meta = ObjectMeta {
-            name: full.name.clone(),
-            namespace: full.namespace.clone(),
-            labels: Some(labels),
-            owner_references: full.owner_references.clone(),
-            ..ObjectMeta::default()
-        };
-        Self {
-            meta,
-            json: json.into(),
-            kind: PhantomData,
-        }
+    /// Keep of `object` what the reconcile reads. Serialising a decoded object cannot fail in practice; if it did,
+    /// the child is kept with no owned fields (its next drift check fetches it).
+    pub fn new(object: K) -> Self {
+        Self::from_value(&serde_json::to_value(&object).unwrap_or_default())
     }
 
     /// Map a watch event of whole objects to one of compact ones.
@@ -87,17 +82,128 @@ impl<K: Resource + Serialize> Compact<K> {
 }
 
 impl<K> Compact<K> {
-    /// The child as a JSON tree, for the drift check.
-    pub fn value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_slice(&self.json)
+    fn from_value(object: &Value) -> Self {
+        let owned = owned::owned(object, MANAGER);
+        let applied = LiveChild {
+            hash: object
+                .pointer("/metadata/annotations")
+                .and_then(|annotations| annotations.get(HASH_ANNOTATION))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            paused: drift::paused(object),
+            digest: owned.as_ref().map(owned::digest),
+        };
+        let labels: BTreeMap<String, String> = KEPT_LABELS
+            .into_iter()
+            .filter_map(|key| {
+                Some((
+                    key.to_owned(),
+                    object.pointer("/metadata/labels")?.get(key)?.as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        let meta = ObjectMeta {
+            name: text("/metadata/name"),
+            namespace: text("/metadata/namespace"),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        };
+        let body = body(object, owned.as_ref(), &labels);
+        Self {
+            meta,
+            applied,
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+            kind: PhantomData,
+        }
     }
 
-    /// The child decoded, for status (Deployments, CronJobs, Jobs, pods).
+    /// What the apply step compares.
+    pub fn applied(&self) -> &LiveChild {
+        &self.applied
+    }
+
+    /// What status reads, decoded as the child's kind (its other fields absent).
     pub fn object(&self) -> Result<K, serde_json::Error>
     where
         K: DeserializeOwned,
     {
-        serde_json::from_slice(&self.json)
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// The JSON that status reads of `object`, by its kind.
+fn body(object: &Value, owned: Option<&Value>, labels: &BTreeMap<String, String>) -> Value {
+    let mut body = Map::new();
+    for field in ["apiVersion", "kind"] {
+        if let Some(value) = object.get(field) {
+            body.insert(field.to_owned(), value.clone());
+        }
+    }
+    let mut metadata = Map::new();
+    for field in ["name", "namespace", "creationTimestamp"] {
+        if let Some(value) = object.pointer(&format!("/metadata/{field}")) {
+            metadata.insert(field.to_owned(), value.clone());
+        }
+    }
+    metadata.insert("labels".to_owned(), serde_json::json!(labels));
+    body.insert("metadata".to_owned(), Value::Object(metadata));
+    let mut body = Value::Object(body);
+    let kind = object["kind"].as_str().unwrap_or_default();
+    // Required fields of the typed spec that status does not read, so that the body decodes.
+    let (kept, placeholders): (&[&str], &[&str]) = match kind {
+        "Deployment" => (&["/spec/replicas", "/status"], &["/spec/selector", "/spec/template"]),
+        "CronJob" => (&["/spec/schedule", "/spec/suspend", "/status"], &["/spec/jobTemplate"]),
+        "Pod" => (
+            &["/status/phase", "/status/conditions", "/status/containerStatuses"],
+            &[],
+        ),
+        "ConfigMap" => (&[], &[]),
+        _ => (&["/status"], &[]),
+    };
+    for pointer in kept {
+        if let Some(value) = object.pointer(pointer) {
+            put(&mut body, pointer, value.clone());
+        }
+    }
+    if body.get("spec").is_some() {
+        for pointer in placeholders {
+            put(&mut body, pointer, Value::Object(Map::new()));
+        }
+    }
+    if kind == "ConfigMap" {
+        // The entries someone else writes (the producer's usage record); the operator's own are in the digest.
+        let data: Map<String, Value> = object["data"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| {
+                owned
+                    .and_then(|owned| owned.pointer("/data")?.get(key.as_str()))
+                    .is_none()
+            })
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if !data.is_empty() {
+            put(&mut body, "/data", Value::Object(data));
+        }
+    }
+    body
+}
+
+/// Set `value` at `pointer` in `object`, making the maps on the way.
+fn put(object: &mut Value, pointer: &str, value: Value) {
+    let mut at = object;
+    let mut segments = pointer.trim_start_matches('/').split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let Some(map) = at.as_object_mut() else { return };
+        if segments.peek().is_none() {
+            map.insert(segment.to_owned(), value);
+            return;
+        }
+        at = map
+            .entry(segment.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -136,46 +242,86 @@ impl<K: Resource> Resource for Compact<K> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Pod},
+    };
     use kube::ResourceExt;
+    use serde_json::json;
 
     use super::*;
 
+    fn managed(fields: Value) -> Value {
+        json!([{"manager": MANAGER, "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": fields}])
+    }
+
     #[test]
-    fn keeps_the_whole_object_but_indexes_only_what_the_caches_read() {
-        let map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some("p-config".into()),
-                namespace: Some("ns".into()),
-                labels: Some(BTreeMap::from([
-                    (PIPELINE_LABEL.to_owned(), "p".to_owned()),
-                    ("app.kubernetes.io/name".to_owned(), "cilvest".to_owned()),
-                ])),
-                annotations: Some(BTreeMap::from([("a".to_owned(), "b".to_owned())])),
-                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
-                ..ObjectMeta::default()
+    fn a_config_map_keeps_only_the_data_someone_else_writes() {
+        let map: ConfigMap = serde_json::from_value(json!({
+            "metadata": {
+                "name": "p-x-usage", "namespace": "ns",
+                "labels": {PIPELINE_LABEL: "p", "app.kubernetes.io/name": "cilvest"},
+                "annotations": {HASH_ANNOTATION: "h1", "other": "x"},
+                "managedFields": managed(json!({"f:metadata": {"f:labels": {f_label(PIPELINE_LABEL): {}}, "f:annotations": {f_label(HASH_ANNOTATION): {}}}, "f:data": {"f:mine": {}}}))
             },
-            data: Some(BTreeMap::from([("pipeline.json".to_owned(), "{}".to_owned())])),
-            ..ConfigMap::default()
-        };
-        let compact = Compact::new(map.clone());
-        assert_eq!(compact.name_any(), "p-config");
+            "data": {"mine": "operator's", "usage": "{\"reads\": 3}"}
+        }))
+        .expect("config map");
+        let compact = Compact::new(map);
+        assert_eq!(compact.name_any(), "p-x-usage");
         assert_eq!(compact.namespace().as_deref(), Some("ns"));
-        assert_eq!(
-            compact.labels().len(),
-            1,
-            "only the pipeline and component labels are indexed"
-        );
-        assert!(compact.annotations().is_empty());
+        assert_eq!(compact.labels().len(), 1, "only the labels the caches read are indexed");
+        assert_eq!(compact.applied().hash.as_deref(), Some("h1"));
+        assert!(!compact.applied().paused);
+        let owned = json!({"metadata": {"labels": {PIPELINE_LABEL: "p"}, "annotations": {HASH_ANNOTATION: "h1"}}, "data": {"mine": "operator's"}});
+        assert_eq!(compact.applied().digest, Some(owned::digest(&owned)));
         let back = compact.object().expect("decodes");
-        assert_eq!(back.data, map.data);
-        assert_eq!(back.metadata.annotations, map.metadata.annotations);
-        assert_eq!(back.metadata.labels, map.metadata.labels);
-        assert!(back.metadata.managed_fields.is_none(), "managedFields are not kept");
         assert_eq!(
-            compact.value().expect("parses")["data"]["pipeline.json"],
-            serde_json::json!("{}")
+            back.data,
+            Some(BTreeMap::from([("usage".to_owned(), "{\"reads\": 3}".to_owned())]))
         );
+        assert!(back.metadata.annotations.is_none() && back.metadata.managed_fields.is_none());
+    }
+
+    fn f_label(key: &str) -> String {
+        format!("f:{key}")
+    }
+
+    #[test]
+    fn a_deployment_keeps_its_wanted_replicas_and_status_and_decodes() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "p-producer", "namespace": "ns", "labels": {"cilvest.io/paused": "true"}},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": {"availableReplicas": 0, "conditions": [{"type": "Available", "status": "True"}]}
+        }))
+        .expect("deployment");
+        let compact = Compact::new(deployment);
+        assert!(compact.applied().paused);
+        assert_eq!(compact.applied().digest, None, "no Apply entry of the operator");
+        let back = compact.object().expect("decodes");
+        let spec = back.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(0));
+        assert!(spec.template.spec.is_none(), "the pod template is dropped");
+        assert_eq!(back.status.and_then(|s| s.conditions).map(|c| c.len()), Some(1));
+    }
+
+    #[test]
+    fn a_pod_keeps_its_job_label_and_container_states_only() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p-daily-1-x", "namespace": "ns", "labels": {"job-name": "p-daily-1", PIPELINE_LABEL: "p"}},
+            "spec": {"containers": [{"name": "daily", "image": "i"}]},
+            "status": {"phase": "Failed", "hostIP": "10.0.0.1", "containerStatuses": [{
+                "name": "daily", "image": "i", "imageID": "sha", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1, "message": "{}"}}
+            }]}
+        }))
+        .expect("pod");
+        let back = Compact::new(pod).object().expect("decodes");
+        assert!(back.spec.is_none());
+        assert_eq!(back.labels().get("job-name").map(String::as_str), Some("p-daily-1"));
+        let status = back.status.expect("status");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert!(status.host_ip.is_none());
+        assert_eq!(status.container_statuses.map(|c| c.len()), Some(1));
     }
 }

@@ -30,10 +30,10 @@ use kube::{
     api::ApiResource,
     core::DeserializeGuard,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::{self, Action},
         events::{Event, EventType, Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{ObjectRef, store::Writer},
         watcher,
     },
 };
@@ -95,6 +95,7 @@ impl Error {
         match self {
             Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
             Error::Apply(ApplyError::List { .. }) => "ListFailed",
+            Error::Apply(ApplyError::Get { .. }) => "GetFailed",
             Error::Apply(ApplyError::NotCached { .. }) => "CacheNotReady",
             Error::Apply(ApplyError::Cached { .. }) => "CacheDecodeFailed",
             Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
@@ -115,6 +116,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per pipeline, for per-object exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<CilvestPipeline>>, u32>>,
+    /// Children found undrifted although their digest differs (see `apply`).
+    drift_memo: apply::DriftMemo,
 }
 
 impl Context {
@@ -129,6 +132,7 @@ impl Context {
             options,
             metrics,
             failures: Mutex::default(),
+            drift_memo: apply::DriftMemo::default(),
         }
     }
 }
@@ -185,33 +189,44 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let metrics = ctx.metrics.clone();
-    Controller::new(pipelines, watcher::Config::default())
+    // The pipelines are cached without their `managedFields` (the status apply lists every status field there).
+    let writer = Writer::default();
+    let reader = writer.as_reader();
+    let pipeline_events = watcher(pipelines, watcher::Config::default())
+        .modify(|pipeline| pipeline.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .applied_objects();
+    // Every child is mapped to its pipeline by its pipeline label (the caches keep no owner references); daily
+    // Jobs and pods, which belong to CronJobs, ReplicaSets and Jobs, carry it too.
+    Controller::for_stream(pipeline_events, reader)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .trigger_backoff(WatchBackoff::default())
-        .owns_stream(config_map_events)
-        .owns_stream(service_account_events)
-        .owns_stream(role_events)
-        .owns_stream(role_binding_events)
-        .owns_stream(network_policy_events)
-        .owns_stream(cron_job_events)
-        .owns_stream(deployment_events)
-        .owns_stream_with(topic_events, topic)
-        .owns_stream_with(search_events, es)
-        .owns_stream_with(kibana_events, kibana)
-        .owns_stream_with(user_events, user)
-        // Daily Jobs belong to the CronJob, not to the pipeline: map them back by label.
+        .watches_stream(config_map_events, |child| by_label(&child))
+        .watches_stream(service_account_events, |child| by_label(&child))
+        .watches_stream(role_events, |child| by_label(&child))
+        .watches_stream(role_binding_events, |child| by_label(&child))
+        .watches_stream(network_policy_events, |child| by_label(&child))
+        .watches_stream(cron_job_events, |child| by_label(&child))
+        .watches_stream(deployment_events, |child| by_label(&child))
+        .watches_stream_with(topic_events, |child| by_label(&child), topic)
+        .watches_stream_with(search_events, |child| by_label(&child), es)
+        .watches_stream_with(kibana_events, |child| by_label(&child), kibana)
+        .watches_stream_with(user_events, |child| by_label(&child), user)
         .watches_stream(job_events, |job| by_label(&job))
-        // Pods belong to ReplicaSets and Jobs: map them back by label too (their health is the pipeline's).
         .watches_stream(pod_events, |pod| by_label(&pod))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, scope)
         .for_each(|result| {
             let metrics = metrics.clone();
+            let memo_ctx = ctx.clone();
             async move {
                 match result {
                     Ok(_) => {}
                     // A child or Job event for a pipeline that was just deleted: forget it.
                     Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        memo_ctx
+                            .drift_memo
+                            .forget(object.namespace.as_deref().unwrap_or_default(), &object.name);
                         metrics.forget(&format!(
                             "{}/{}",
                             object.namespace.as_deref().unwrap_or_default(),
@@ -353,7 +368,8 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
     search_users::ensure(pipeline, ctx).await?;
     let resources = build::build(pipeline, &parsed, &ctx.options);
     let wants_search = resources.elasticsearch.is_some();
-    let (writes, problem) = match apply::apply_all(&ctx.client, &namespace, resources, &live, served).await {
+    let applied = apply::apply_all(&ctx.client, &namespace, resources, &live, served, &ctx.drift_memo).await;
+    let (writes, problem) = match applied {
         Ok(writes) => (writes, problem),
         Err(ApplyError::MissingCrd { kind, api_version }) => {
             let (reason, operator) = match kind.as_str() {
@@ -370,6 +386,7 @@ async fn reconcile_pipeline(pipeline: &CilvestPipeline, ctx: &Context, stores: &
         }
         Err(err) => return Err(err.into()),
     };
+    ctx.metrics.drift_fetches.inc_by(writes.fetched as u64);
     for restored in &writes.restored {
         let note = format!(
             "restored {} {}: {} had drifted",

@@ -1,8 +1,8 @@
 //! The controller's watches and caches: one reflector per child kind, fed by the same watch that triggers the
 //! reconciles, so that a reconcile reads its children from memory instead of listing them from the API server.
 //!
-//! What is cached is what the reconcile compares: the objects without their `managedFields`, kept as JSON text
-//! ([`Compact`]) and decoded per pipeline when a reconcile reads them. A Strimzi or ECK kind
+//! What is cached is what the reconcile reads ([`Compact`]): of each child, its index, the digest of the fields the
+//! operator owns, and what status reads, decoded per pipeline when a reconcile reads them. A Strimzi or ECK kind
 //! whose CRD is missing has a watch that fails and backs off; until its cache has listed once, the reconcile asks the
 //! API server (which is also how it finds out, from the 404, that the kind is not served).
 
@@ -191,21 +191,21 @@ impl Stores {
         if let Some(usage) = config_maps.iter().find(|map| map.name_any() == usage_name) {
             live.x_usage = decode(usage)?.data;
         }
-        record(&mut live, &config_maps)?;
-        record(&mut live, &mine(&self.roles, namespace, pipeline).await?)?;
-        record(&mut live, &mine(&self.role_bindings, namespace, pipeline).await?)?;
-        record(&mut live, &mine(&self.network_policies, namespace, pipeline).await?)?;
-        record(&mut live, &mine(&self.service_accounts, namespace, pipeline).await?)?;
+        record(&mut live, &config_maps);
+        record(&mut live, &mine(&self.roles, namespace, pipeline).await?);
+        record(&mut live, &mine(&self.role_bindings, namespace, pipeline).await?);
+        record(&mut live, &mine(&self.network_policies, namespace, pipeline).await?);
+        record(&mut live, &mine(&self.service_accounts, namespace, pipeline).await?);
         let cron_jobs = mine(&self.cron_jobs, namespace, pipeline).await?;
-        record(&mut live, &cron_jobs)?;
+        record(&mut live, &cron_jobs);
         live.cron_jobs = cron_jobs.iter().map(|c| decode(c)).collect::<Result<_, _>>()?;
         let deployments = mine(&self.deployments, namespace, pipeline).await?;
-        record(&mut live, &deployments)?;
+        record(&mut live, &deployments);
         live.deployments = deployments.iter().map(|d| decode(d)).collect::<Result<_, _>>()?;
         // Of the Jobs, only the Kibana import is the pipeline's child; the daily runs belong to the CronJob.
         let mut imports = mine(&self.jobs, namespace, pipeline).await?;
         imports.retain(|job| job.labels().get(COMPONENT_LABEL).map(String::as_str) == Some(COMPONENT));
-        record(&mut live, &imports)?;
+        record(&mut live, &imports);
         let mut served = Vec::new();
         for resource in externals {
             let cache = self
@@ -214,27 +214,22 @@ impl Stores {
                 .find(|(cached, _)| cached.group == resource.group && cached.kind == resource.kind)
                 .map(|(_, store)| store)
                 .filter(|store| store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()));
-            let objects = match cache {
+            let cached = match cache {
                 Some(store) => {
                     let mut cached = store.state_filter(|o| belongs(o, namespace, pipeline));
                     cached.sort_by_key(|o| o.meta().name.clone());
-                    let objects = cached
-                        .iter()
-                        .map(|o| {
-                            o.object().map_err(|source| ApplyError::Cached {
-                                kind: resource.kind.clone(),
-                                name: o.name_any(),
-                                source,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Some(objects)
+                    Some(cached.iter().map(|o| o.as_ref().clone()).collect())
                 }
                 None => list_dynamic(client, namespace, pipeline, resource).await?,
             };
-            served.push(objects.is_some());
-            for object in objects.into_iter().flatten() {
-                live.record_external(&resource.kind, object);
+            served.push(cached.is_some());
+            for child in cached.into_iter().flatten() {
+                let object = child.object().map_err(|source| ApplyError::Cached {
+                    kind: resource.kind.clone(),
+                    name: child.name_any(),
+                    source,
+                })?;
+                live.record_external(&resource.kind, object, child.applied().clone());
             }
         }
         Ok((live, served))
@@ -279,20 +274,11 @@ fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(cached: &Compact<K>)
 }
 
 /// Remember cached children of a built-in kind for the drift and orphan checks.
-fn record<K: Resource<DynamicType = ()>>(
-    live: &mut LiveChildren,
-    cached: &[std::sync::Arc<Compact<K>>],
-) -> Result<(), ApplyError> {
+fn record<K: Resource<DynamicType = ()>>(live: &mut LiveChildren, cached: &[std::sync::Arc<Compact<K>>]) {
     let kind = K::kind(&());
     for child in cached {
-        let value = child.value().map_err(|source| ApplyError::Cached {
-            kind: kind.clone().into_owned(),
-            name: child.name_any(),
-            source,
-        })?;
-        live.record(&kind, child.name_any(), value);
+        live.record(&kind, child.name_any(), child.applied().clone());
     }
-    Ok(())
 }
 
 /// The cached objects of `pipeline`, once the cache has listed for the first time.
@@ -323,13 +309,13 @@ async fn list_dynamic(
     namespace: &str,
     pipeline: &str,
     resource: &ApiResource,
-) -> Result<Option<Vec<DynamicObject>>, ApplyError> {
+) -> Result<Option<Vec<Compact<DynamicObject>>>, ApplyError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
     match api
         .list(&ListParams::default().labels(&children_selector(pipeline)))
         .await
     {
-        Ok(list) => Ok(Some(list.items)),
+        Ok(list) => Ok(Some(list.items.into_iter().map(Compact::new).collect())),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(source) => Err(ApplyError::List {
             kind: resource.kind.clone(),

@@ -9,6 +9,7 @@ pub mod dataproc_fields;
 pub mod fake_dataproc;
 pub mod fake_kibana;
 pub mod fake_x;
+pub mod startup;
 
 use std::{
     collections::BTreeMap,
