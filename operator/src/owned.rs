@@ -9,27 +9,24 @@
 //! reconcile fetches the child and runs the drift check on its whole body. A digest that differs for another reason
 //! (the API server writing a value in another form) costs a fetch, never a missed drift.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde_json::{Map, Value};
 
 use crate::drift::COMPARED;
 
-/// The fields of `live` (a whole object, with its `managedFields`) that `manager` set by server-side apply; `None`
-/// when the object has no such entry, or more than one for its main resource (say, one per API version).
-pub fn owned(live: &Value, manager: &str) -> Option<Value> {
-    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+/// The fields of `live` that `manager` set by server-side apply, from the object's `managedFields` entries; `None`
+/// when there is no such entry, or more than one for its main resource (say, one per API version).
+pub fn owned(live: &Value, entries: &[ManagedFieldsEntry], manager: &str) -> Option<Value> {
     let mut mine = entries.iter().filter(|entry| {
-        entry["manager"] == manager
-            && entry["operation"] == "Apply"
-            && entry
-                .get("subresource")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
+        entry.manager.as_deref() == Some(manager)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.subresource.as_deref().is_none_or(str::is_empty)
     });
     let entry = mine.next()?;
     if mine.next().is_some() {
         return None;
     }
-    Some(project(live, entry.get("fieldsV1")?.as_object()?))
+    Some(project(live, entry.fields_v1.as_ref()?.0.as_object()?))
 }
 
 /// `live` cut down to the members of a `FieldsV1` set: `f:<field>` for a field, `k:<key fields>` for an item of a
@@ -180,9 +177,18 @@ mod tests {
         })
     }
 
+    /// `owned` of a whole object with its `managedFields`, as the caches call it.
+    fn owned_of(object: &Value) -> Option<Value> {
+        let entries: Vec<ManagedFieldsEntry> = object
+            .pointer("/metadata/managedFields")
+            .and_then(|entries| serde_json::from_value(entries.clone()).ok())
+            .unwrap_or_default();
+        owned(object, &entries, "cilvest-operator")
+    }
+
     #[test]
     fn the_owned_fields_of_an_undrifted_child_digest_as_what_was_applied() {
-        let owned = owned(&live(), "cilvest-operator").expect("an Apply entry");
+        let owned = owned_of(&live()).expect("an Apply entry");
         assert_eq!(
             owned["spec"]["template"]["spec"]["containers"][0]["env"],
             json!([{"name": "A", "value": "1"}])
@@ -205,12 +211,12 @@ mod tests {
             .expect("spec")
             .remove("f:replicas");
         scaled["spec"]["replicas"] = json!(3);
-        let owned_scaled = owned(&scaled, "cilvest-operator").expect("an Apply entry");
+        let owned_scaled = owned_of(&scaled).expect("an Apply entry");
         assert_ne!(digest(&owned_scaled), digest(&applied()));
 
         let mut removed = live();
         removed["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "B", "value": "set by hand"}]);
-        let owned_removed = owned(&removed, "cilvest-operator").expect("an Apply entry");
+        let owned_removed = owned_of(&removed).expect("an Apply entry");
         assert_ne!(digest(&owned_removed), digest(&applied()));
     }
 
@@ -218,20 +224,20 @@ mod tests {
     fn no_single_apply_entry_means_no_owned_fields() {
         let mut other = live();
         other["metadata"]["managedFields"][0]["manager"] = json!("someone-else");
-        assert!(owned(&other, "cilvest-operator").is_none());
+        assert!(owned_of(&other).is_none());
         let mut twice = live();
         let entry = twice["metadata"]["managedFields"][0].clone();
         twice["metadata"]["managedFields"]
             .as_array_mut()
             .expect("list")
             .push(entry);
-        assert!(owned(&twice, "cilvest-operator").is_none());
+        assert!(owned_of(&twice).is_none());
         let mut none = live();
         none["metadata"]
             .as_object_mut()
             .expect("metadata")
             .remove("managedFields");
-        assert!(owned(&none, "cilvest-operator").is_none());
+        assert!(owned_of(&none).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData, sync::Arc};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::{Resource, runtime::watcher::Event};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
@@ -65,8 +65,10 @@ impl<'de, K: Resource + Serialize + DeserializeOwned> Deserialize<'de> for Compa
 impl<K: Resource + Serialize> Compact<K> {
     /// Keep of `object` what the reconcile reads. Serialising a decoded object cannot fail in practice; if it did,
     /// the child is kept with no owned fields (its next drift check fetches it).
-    pub fn new(object: K) -> Self {
-        Self::from_value(&serde_json::to_value(&object).unwrap_or_default())
+    pub fn new(mut object: K) -> Self {
+        // Taken out before the object is turned into JSON: they are about as large as the rest of it.
+        let managed = object.meta_mut().managed_fields.take().unwrap_or_default();
+        Self::from_value(&serde_json::to_value(&object).unwrap_or_default(), &managed)
     }
 
     /// Map a watch event of whole objects to one of compact ones.
@@ -82,8 +84,8 @@ impl<K: Resource + Serialize> Compact<K> {
 }
 
 impl<K> Compact<K> {
-    fn from_value(object: &Value) -> Self {
-        let owned = owned::owned(object, MANAGER);
+    fn from_value(object: &Value, managed: &[ManagedFieldsEntry]) -> Self {
+        let owned = owned::owned(object, managed, MANAGER);
         let applied = LiveChild {
             hash: object
                 .pointer("/metadata/annotations")

@@ -192,7 +192,7 @@ pub async fn run(
     // The pipelines are cached without their `managedFields` (the status apply lists every status field there).
     let writer = Writer::default();
     let reader = writer.as_reader();
-    let pipeline_events = watcher(pipelines, watcher::Config::default())
+    let pipeline_events = watcher(pipelines, watcher::Config::default().page_size(watches::LIST_PAGE))
         .modify(|pipeline| pipeline.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects();

@@ -74,9 +74,16 @@ impl Backoff for WatchBackoff {
     }
 }
 
+/// Objects per page of a watch's initial list. kube-runtime's default (500) decodes 500 whole objects at once per
+/// kind, every kind at the same moment after a restart, and the allocator keeps that peak as resident memory long
+/// after the pages are dropped (BENCHMARKS.md, operator section 4b).
+pub const LIST_PAGE: u32 = 50;
+
 /// The watch configuration of every child kind: only what this operator manages.
 pub fn children_config() -> watcher::Config {
-    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
+    watcher::Config::default()
+        .labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
+        .page_size(LIST_PAGE)
 }
 
 /// A cached watch of a built-in kind in `namespace` (or all namespaces): the cache, and the stream of touched
