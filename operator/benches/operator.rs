@@ -21,7 +21,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
@@ -36,6 +36,9 @@ use common::{
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
+
+/// The kwok node the bench adds for its pods, removed at the end.
+const BENCH_NODE: &str = "kwok-bench";
 
 /// Children seen so far: `namespace/pipeline` -> each child (kind/name) seen.
 type Seen = Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>;
@@ -225,6 +228,18 @@ async fn main() {
     let rate = arg("--rate", 0);
 
     let client = client().await;
+    // Room for every pipeline's consumer pod: the test cluster's one kwok node takes 110 pods, and the Deployments
+    // of the rest would stop progressing after 10 minutes, a real status change in the middle of the measurement.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let room: Node = serde_json::from_value(json!({
+        "metadata": {"name": BENCH_NODE, "labels": {"type": "kwok"},
+                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "status": {"capacity": {"cpu": "4000", "memory": "16Ti", "pods": (2 * total).to_string()},
+                   "allocatable": {"cpu": "4000", "memory": "16Ti", "pods": (2 * total).to_string()}}
+    }))
+    .expect("node");
+    let _ = nodes.delete(BENCH_NODE, &Default::default()).await;
+    nodes.create(&PostParams::default(), &room).await.expect("bench node");
     install_crd(&client).await;
     install_crds_yaml(&client, STRIMZI_CRD).await;
     install_crds_yaml(&client, ECK_CRDS).await;
@@ -387,6 +402,7 @@ async fn main() {
     for ns in &namespaces {
         delete_namespace(&client, ns).await;
     }
+    let _ = nodes.delete(BENCH_NODE, &Default::default()).await;
     // A next run's cluster-wide operator would cache a namespace still being deleted: wait until they are gone.
     let all: Api<Namespace> = Api::all(client.clone());
     let gone = Instant::now() + Duration::from_secs(900);
