@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod compact;
+mod error;
 mod publish;
 mod search_users;
 mod watches;
@@ -49,6 +50,7 @@ use crate::{
     status::{self, Problem},
     telemetry::Metrics,
 };
+pub use error::Error;
 use watches::{Stores, WatchBackoff};
 
 /// How often an unchanged pipeline is looked at again, to copy its children's health into status.
@@ -62,51 +64,6 @@ pub const DATAPROC_FINALIZER: &str = "cilvest.io/dataproc-cleanup";
 /// The escape hatch: with this annotation set to "true" a pipeline is deleted without the Dataproc cleanup, e.g.
 /// when the operator or the Google identity is gone.
 pub const SKIP_CLEANUP_ANNOTATION: &str = "cilvest.io/skip-dataproc-cleanup";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    #[error("failed to read secret {name}: {source}")]
-    Secret {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("failed to clean up the dataproc clusters of {name}: {source}")]
-    Cleanup {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("failed to update the status of {name}: {source}")]
-    Status {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("the operating system's random source failed: {0}")]
-    Random(String),
-}
-
-impl Error {
-    /// Low-cardinality category for metrics labels and Event reasons.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Apply(ApplyError::Apply { .. }) => "ApplyFailed",
-            Error::Apply(ApplyError::List { .. }) => "ListFailed",
-            Error::Apply(ApplyError::Get { .. }) => "GetFailed",
-            Error::Apply(ApplyError::NotCached { .. }) => "CacheNotReady",
-            Error::Apply(ApplyError::Cached { .. }) => "CacheDecodeFailed",
-            Error::Apply(ApplyError::Delete { .. }) => "DeleteFailed",
-            Error::Apply(ApplyError::MissingCrd { .. }) => "CrdMissing",
-            Error::Secret { .. } => "SecretReadFailed",
-            Error::Cleanup { .. } => "CleanupFailed",
-            Error::Status { .. } => "StatusFailed",
-            Error::Random(_) => "RandomFailed",
-        }
-    }
-}
 
 /// What every reconcile shares.
 pub struct Context {
