@@ -43,6 +43,18 @@ async fn versions(client: &kube::Client, ns: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Touch the pipeline's annotations: any change to it reconciles it at once.
+async fn nudge(pipelines: &Api<CilvestPipeline>, value: &str) {
+    pipelines
+        .patch(
+            "cilvest",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test.cilvest.io/nudge": value}}})),
+        )
+        .await
+        .expect("nudge the pipeline");
+}
+
 #[tokio::test]
 async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
     let client = client().await;
@@ -82,14 +94,7 @@ async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
 
     // Unchanged children are compared by the digest of the fields the operator owns: no reconcile reads one back.
     let reconciles = operator.metric("cilvest_operator_reconciles_total").await;
-    pipelines
-        .patch(
-            "cilvest",
-            &params,
-            &merge(json!({"metadata": {"annotations": {"test.cilvest.io/nudge": "0"}}})),
-        )
-        .await
-        .expect("nudge the pipeline");
+    nudge(&pipelines, "0").await;
     wait_until("a reconcile of the unchanged pipeline", 30, || async {
         (operator.metric("cilvest_operator_reconciles_total").await > reconciles).then_some(())
     })
@@ -207,14 +212,7 @@ async fn hand_edits_are_restored_and_paused_children_are_left_alone() {
         .await
         .expect("pause and scale the consumer");
     // Any change to the pipeline reconciles it at once.
-    pipelines
-        .patch(
-            "cilvest",
-            &params,
-            &merge(json!({"metadata": {"annotations": {"test.cilvest.io/nudge": "1"}}})),
-        )
-        .await
-        .expect("nudge the pipeline");
+    nudge(&pipelines, "1").await;
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let consumer = deployments.get("cilvest-consumer").await.expect("consumer");
     assert!(consumer.labels().contains_key("cilvest.io/paused"));
