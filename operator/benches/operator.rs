@@ -10,6 +10,8 @@
 //! Pipelines are `examples/cilvest.yaml` (managed Elasticsearch and Kibana included) with the schedule suspended,
 //! so the shared test cluster does not get a producer pod per pipeline. `--namespaces K` spreads them round-robin
 //! over K fresh namespaces and runs the operator cluster-wide (as the chart does); with 1 it watches only its own.
+//! At each idle point it records where the operator's resident memory is (anonymous or file-backed pages);
+//! `--allocator-stats` adds glibc's own account (held from the system, in use), read through gdb.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -195,6 +197,48 @@ fn vm_hwm_mib(operator: &Operator) -> f64 {
         / 1024.0
 }
 
+/// Where the operator's resident memory is, at an idle moment: anonymous against file-backed pages (the binary's
+/// touched text) and threads, from `/proc`; with `--allocator-stats`, also glibc's own account of its arenas (bytes
+/// held from the system against bytes in use), which `malloc_stats()` prints to the operator's stderr when gdb
+/// calls it. The difference between the two is what the allocator keeps after a peak.
+fn memory(operator: &Operator, allocator: bool) -> Value {
+    let pid = operator_pid(operator);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    };
+    let mut memory = json!({
+        "rss_mib": field("VmRSS:").map(|k| k / 1024.0), "anon_mib": field("RssAnon:").map(|k| k / 1024.0),
+        "file_mib": field("RssFile:").map(|k| k / 1024.0), "threads": field("Threads:"),
+    });
+    if allocator {
+        let logged = operator.logs().len();
+        let gdb = std::process::Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-nx", "-ex", "call (void) malloc_stats()"])
+            .output();
+        assert!(
+            gdb.is_ok_and(|o| o.status.success()),
+            "--allocator-stats needs gdb (apt install gdb)"
+        );
+        let logs = operator.logs();
+        let dump = logs.get(logged..).unwrap_or_default();
+        let bytes = |label: &str| {
+            dump.rsplit_once("Total (incl. mmap):")
+                .and_then(|(_, total)| total.lines().find(|l| l.starts_with(label)))
+                .and_then(|l| l.rsplit('=').next()?.trim().parse::<f64>().ok())
+                .map(|b| b / 1024.0 / 1024.0)
+        };
+        memory["allocator"] = json!({
+            "arenas": dump.lines().filter(|l| l.starts_with("Arena ")).count(),
+            "system_mib": bytes("system bytes"), "in_use_mib": bytes("in use bytes"),
+        });
+    }
+    memory
+}
+
 /// The operator's pid, found by its metrics port in its command line.
 fn operator_pid(operator: &Operator) -> String {
     let needle = format!("127.0.0.1:{}", operator.metrics_port);
@@ -226,6 +270,7 @@ async fn main() {
     let namespace_count = arg("--namespaces", 1).max(1);
     // Creates per second in the burst (0: as fast as the API server takes them).
     let rate = arg("--rate", 0);
+    let allocator = args.iter().any(|a| a == "--allocator-stats");
 
     let client = client().await;
     // Room for every pipeline's consumer pod: the test cluster's one kwok node takes 110 pods, and the Deployments
@@ -297,6 +342,7 @@ async fn main() {
     settle(&operator, Duration::from_secs(3), 60).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_rss_1 = operator.rss_mib();
+    let memory_1 = memory(&operator, allocator);
 
     // Pipelines created one after another, each once the previous one has all its children.
     let mut latencies = Vec::new();
@@ -357,6 +403,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_rss_total = operator.rss_mib();
     let peak_rss_total = vm_hwm_mib(&operator);
+    let memory_total = memory(&operator, allocator);
     let reconciles_before_restart = operator.metric("cilvest_operator_reconciles_total").await;
 
     // Resync: a fresh operator over the unchanged pipelines.
@@ -392,6 +439,7 @@ async fn main() {
         .map(|k| json!({"pipeline": k, "before": statuses_before.get(*k), "after": statuses_after.get(*k)}))
         .collect();
     let resync_rss = operator.rss_mib();
+    let memory_resync = memory(&operator, allocator);
     let resync_fetches = operator.metric("cilvest_operator_drift_fetches_total").await;
     let updated_lines = operator
         .logs()
@@ -425,6 +473,7 @@ async fn main() {
                                             "max": burst_latencies.last(), "count": burst_latencies.len()},
             "idle_rss_mib_1": idle_rss_1, "idle_rss_mib_total": idle_rss_total,
             "peak_rss_mib_total": peak_rss_total, "reconciles_before_restart": reconciles_before_restart,
+            "memory": {"idle_1": memory_1, "idle_total": memory_total, "after_restart": memory_resync},
             "resync": {"objects_compared": before.len(), "changed": changed.len(),
                        "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
                        "status_changes": status_changes,
