@@ -34,7 +34,8 @@ use serde_json::{Value, json};
 use cilvest_crds::CilvestPipeline;
 use cilvest_operator::meta::{MANAGER, PIPELINE_LABEL};
 use common::{
-    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace,
+    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, status_kib,
+    temp_namespace,
 };
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
@@ -187,14 +188,7 @@ async fn settle(operator: &Operator, quiet: Duration, seconds: u64) {
 }
 
 fn vm_hwm_mib(operator: &Operator) -> f64 {
-    let pid = operator_pid(operator);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    status_kib(&operator_pid(operator), "VmHWM:").unwrap_or(0.0) / 1024.0
 }
 
 /// Where the operator's resident memory is, at an idle moment: anonymous against file-backed pages (the binary's
@@ -203,16 +197,9 @@ fn vm_hwm_mib(operator: &Operator) -> f64 {
 /// calls it. The difference between the two is what the allocator keeps after a peak.
 fn memory(operator: &Operator, allocator: bool) -> Value {
     let pid = operator_pid(operator);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-    };
+    let mib = |name: &str| status_kib(&pid, name).map(|k| k / 1024.0);
     let mut memory = json!({
-        "rss_mib": field("VmRSS:").map(|k| k / 1024.0), "anon_mib": field("RssAnon:").map(|k| k / 1024.0),
-        "file_mib": field("RssFile:").map(|k| k / 1024.0), "threads": field("Threads:"),
+        "anon_mib": mib("RssAnon:"), "file_mib": mib("RssFile:"), "threads": status_kib(&pid, "Threads:"),
     });
     if allocator {
         let logged = operator.logs().len();

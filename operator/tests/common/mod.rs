@@ -215,13 +215,7 @@ impl Operator {
 
     /// Resident memory of the operator process in MiB, from /proc.
     pub fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+        status_kib(&self.child.id().to_string(), "VmRSS:").unwrap_or(0.0) / 1024.0
     }
 
     pub fn logs(&self) -> String {
@@ -295,4 +289,13 @@ pub fn events(ns: &str, resource: &str) -> Vec<serde_json::Value> {
         .expect("kubectl get events");
     let events: serde_json::Value = serde_json::from_slice(&output.stdout).expect("events json");
     events["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// One field of `/proc/<pid>/status`, in kB (or a count, for `Threads:`).
+pub fn status_kib(pid: &str, name: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
 }
