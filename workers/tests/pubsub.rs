@@ -1,7 +1,9 @@
 //! `spec.bus: pubsub` against the real Pub/Sub emulator (and the GCS emulator for the producer's checkpoint):
 //! the producer publishes every tweet the fake X API serves with its id as an attribute and resumes from its
 //! checkpoint without reading a tweet twice; the consumer, SIGKILLed again and again, gets every tweet into the
-//! lake (at least once) and the daily transform keeps each exactly once.
+//! lake (at least once) and the daily transform keeps each exactly once. Some kills are aimed through a proxy that
+//! holds the consumer's acknowledgements back ([`AckGate`]), so that a kill after a write and before its
+//! acknowledgement happens on every run, however fast the machine.
 //!
 //! Needs `scripts/testenv up pubsub gcs` and `eval "$(scripts/testenv env)"`.
 
@@ -10,9 +12,21 @@ mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::Read,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri, header::CONTENT_TYPE},
+    response::{IntoResponse, Response},
 };
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
@@ -249,7 +263,7 @@ struct ConsumerProcess {
 }
 
 impl ConsumerProcess {
-    fn spawn(config: &Path, lake: &str, log: PathBuf) -> Self {
+    fn spawn(config: &Path, lake: &str, emulator: SocketAddr, log: PathBuf) -> Self {
         let log_file = std::fs::File::create(&log).expect("consumer log");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -262,6 +276,7 @@ impl ConsumerProcess {
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .env("CILVEST_LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
+            .env("PUBSUB_EMULATOR_HOST", emulator.to_string())
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true)
@@ -300,6 +315,81 @@ impl ConsumerProcess {
     }
 }
 
+/// A proxy in front of the emulator that can hold the consumer's `:acknowledge` calls back (never answering them)
+/// while [`AckGate::hold`] is set: a consumer killed while one is held has written the messages' objects and not
+/// acknowledged them, which is the case redelivery is about. Every other call is passed through unchanged.
+#[derive(Clone)]
+struct AckGate {
+    upstream: String,
+    http: reqwest::Client,
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
+}
+
+impl AckGate {
+    async fn start(upstream: &str) -> (Self, SocketAddr) {
+        let gate = Self {
+            upstream: format!("http://{upstream}"),
+            http: reqwest::Client::new(),
+            hold: Arc::default(),
+            held: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let app = axum::Router::new().fallback(forward).with_state(gate.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (gate, address)
+    }
+
+    /// Hold acknowledgements from now on, until [`AckGate::release`].
+    fn hold(&self) {
+        self.held.store(0, Ordering::SeqCst);
+        self.hold.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.hold.store(false, Ordering::SeqCst);
+    }
+
+    /// Wait until an acknowledgement has been held (`true`), or `within` has passed (`false`).
+    async fn wait_held(&self, within: Duration) -> bool {
+        let give_up = Instant::now() + within;
+        while self.held.load(Ordering::SeqCst) == 0 {
+            if Instant::now() > give_up {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+async fn forward(State(gate): State<AckGate>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.path().ends_with(":acknowledge") && gate.hold.load(Ordering::SeqCst) {
+        gate.held.fetch_add(1, Ordering::SeqCst);
+        // Never answered: the consumer is killed while it waits.
+        std::future::pending::<()>().await;
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = gate.http.request(method, format!("{}{path}", gate.upstream)).body(body);
+    if let Some(content_type) = headers.get(CONTENT_TYPE) {
+        request = request.header(CONTENT_TYPE, content_type);
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let content_type = answer.headers().get(CONTENT_TYPE).cloned();
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            if let Some(content_type) = content_type {
+                response.headers_mut().insert(CONTENT_TYPE, content_type);
+            }
+            response
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
+    }
+}
+
 fn count_objects(dir: &Path) -> usize {
     support::lake_files(dir).len()
 }
@@ -330,7 +420,6 @@ fn lake_contents(dir: &Path) -> (BTreeMap<u64, usize>, usize) {
 async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_transform_keeps_each_once() {
     const N: u64 = 6_000;
     const KILLS: usize = 6;
-    const MAX_KILLS: usize = 60;
     let _serial = SERIAL.lock().await;
     let client = client();
     let names = names("consumer");
@@ -377,44 +466,46 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
         })
     };
 
+    let (gate, emulator) = AckGate::start(&service_env("PUBSUB_EMULATOR_HOST", "pubsub")).await;
     let mut kills = 0;
+    let mut aimed = 0;
     let mut run = 0;
     let mut seed = Utc::now().timestamp_micros().unsigned_abs();
-    // Go on killing until one kill has landed between a write and its acknowledgement (the case this test is
-    // about), within a bound, so that a run where every kill missed that window fails rather than passes quietly.
-    let mut redelivered = false;
     let mut last_kill = Instant::now();
-    while (!publishing.is_finished() || kills < KILLS || !redelivered) && kills < MAX_KILLS {
+    while !publishing.is_finished() || kills < KILLS {
         run += 1;
-        let mut consumer = ConsumerProcess::spawn(&config, &lake_uri, dir.join(format!("run-{run}.log")));
+        let mut consumer = ConsumerProcess::spawn(&config, &lake_uri, emulator, dir.join(format!("run-{run}.log")));
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let life = Duration::from_millis(800 + (seed >> 33) % 1_500);
-        // Every kill but the first is aimed right after a new object appears, most likely before its messages are
-        // acknowledged: those come again and land a second time.
-        if run > 1 {
-            tokio::time::sleep(life / 2).await;
-            let before = count_objects(&lake_dir);
-            let give_up = Instant::now() + Duration::from_secs(3);
-            // A busy poll: on a fast machine the acknowledgement follows the write within a millisecond.
-            while count_objects(&lake_dir) <= before && Instant::now() < give_up {
-                tokio::task::yield_now().await;
-            }
+        // Every other kill is aimed between a write and its acknowledgement: the gate holds the acknowledgements
+        // back and the kill follows the first one held, so those messages come again after their deadline and land
+        // a second time. Once publishing is over, only if no kill was aimed yet (there may be nothing left to pull).
+        // The other kills land wherever a random life ends.
+        if run % 2 == 0 && (aimed == 0 || !publishing.is_finished()) {
+            gate.hold();
+            let held = gate.wait_held(Duration::from_secs(30)).await;
+            assert!(
+                held,
+                "the consumer acknowledged nothing within 30 s of starting:\n{}",
+                consumer.log_tail()
+            );
+            aimed += 1;
         } else {
             tokio::time::sleep(life).await;
         }
         consumer.kill9().await;
+        gate.release();
         last_kill = Instant::now();
         kills += 1;
         let (ids, _) = lake_contents(&lake_dir);
-        redelivered |= ids.values().any(|&copies| copies > 1);
         eprintln!("SIGKILL {run}: {} distinct tweets in the lake", ids.len());
     }
     publishing.await.expect("publisher task");
 
     // The last consumer picks up what the killed ones held once their ack deadlines pass.
-    let last = ConsumerProcess::spawn(&config, &lake_uri, dir.join("final.log"));
+    let last = ConsumerProcess::spawn(&config, &lake_uri, emulator, dir.join("final.log"));
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (ids, rejected) = lake_contents(&lake_dir);
@@ -462,7 +553,7 @@ async fn consumer_gets_every_tweet_into_the_lake_through_sigkills_and_the_daily_
     );
     assert!(
         copies > N as usize,
-        "no SIGKILL landed between writing objects and acknowledging them, so no redelivery was tested"
+        "{aimed} kills were aimed between a write and its acknowledgement, yet no message came again"
     );
     let spec: CilvestPipelineSpec = serde_json::from_value(spec_json(&lake_uri)).expect("spec");
     let tz: chrono_tz::Tz = "Asia/Jakarta".parse().expect("zone");
