@@ -1,13 +1,16 @@
 //! What the caches hold: of each child, the few fields the reconcile reads, not the object.
 //!
-//! A child costs its name, namespace and a few labels (the store's key and the mapping to its pipeline), what the
-//! apply step needs to tell whether it changed ([`LiveChild`]: the applied-hash annotation, the paused label, the
-//! digest of the fields the operator owns, see [`crate::owned`]), and, as JSON text, the little that status reads:
-//! a Deployment's wanted replicas and status, a CronJob's schedule, suspension and status, a Job's status, a pod's
-//! phase, conditions and container states, the `data` of a ConfigMap that the operator does not own (the producer's
-//! X usage), an external child's status. Everything else (pod templates, policies, defaults) is dropped when the
-//! watch event arrives: at 2,000 pipelines whole children were 70 MB of JSON (BENCHMARKS.md, issue 25). A drift
-//! check that needs a whole child fetches it ([`crate::apply`]).
+//! A child costs its name and namespace (the store's key), its pipeline and component labels as two strings (the
+//! mapping to its pipeline and the caches' filters), what the apply step needs to tell whether it changed
+//! ([`LiveChild`]: the applied-hash annotation, the paused label, the digest of the fields the operator owns, see
+//! [`crate::owned`]), and, as JSON text, the little that status reads: a Deployment's wanted replicas and status, a
+//! CronJob's schedule, suspension and status, a Job's status, a pod's phase, conditions and container states, the
+//! `data` of a ConfigMap that the operator does not own (the producer's X usage), an external child's status.
+//! ServiceAccounts, Roles, RoleBindings and NetworkPolicies keep no JSON at all: status reads nothing of them.
+//! Everything else (pod templates, policies, defaults, the label map) is dropped when the watch event arrives: at
+//! 2,000 pipelines whole children were 70 MB of JSON, and a label map alone costs a B-tree node of about half a
+//! kilobyte per child (BENCHMARKS.md, issue 25). A drift check that needs a whole child fetches it
+//! ([`crate::apply`]).
 
 use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData, sync::Arc};
 
@@ -26,11 +29,17 @@ use crate::{
 /// The labels kept: the pipeline and component (the caches' filters), a pod's Job, the paused label.
 const KEPT_LABELS: [&str; 4] = [PIPELINE_LABEL, COMPONENT_LABEL, "job-name", PAUSED_LABEL];
 
+/// The kinds whose status nothing reads: they keep no JSON body.
+const BODILESS: [&str; 4] = ["ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"];
+
 /// A cached child of kind `K`: its index, what the apply step compares, and what status reads as JSON.
 pub struct Compact<K> {
+    /// Name and namespace only.
     meta: ObjectMeta,
+    pipeline: Option<String>,
+    component: Option<String>,
     applied: LiveChild,
-    body: Arc<[u8]>,
+    body: Option<Arc<[u8]>>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -38,6 +47,8 @@ impl<K> Clone for Compact<K> {
     fn clone(&self) -> Self {
         Self {
             meta: self.meta.clone(),
+            pipeline: self.pipeline.clone(),
+            component: self.component.clone(),
             applied: self.applied.clone(),
             body: self.body.clone(),
             kind: PhantomData,
@@ -49,8 +60,10 @@ impl<K> std::fmt::Debug for Compact<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compact")
             .field("meta", &self.meta)
+            .field("pipeline", &self.pipeline)
+            .field("component", &self.component)
             .field("applied", &self.applied)
-            .field("bytes", &self.body.len())
+            .field("bytes", &self.body.as_ref().map(|body| body.len()))
             .finish()
     }
 }
@@ -108,16 +121,32 @@ impl<K> Compact<K> {
         let meta = ObjectMeta {
             name: text("/metadata/name"),
             namespace: text("/metadata/namespace"),
-            labels: Some(labels.clone()),
             ..ObjectMeta::default()
         };
-        let body = body(object, owned.as_ref(), &labels);
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let body = (!BODILESS.contains(&kind)).then(|| {
+            serde_json::to_vec(&body(object, owned.as_ref(), &labels))
+                .unwrap_or_default()
+                .into()
+        });
         Self {
             meta,
+            pipeline: labels.get(PIPELINE_LABEL).cloned(),
+            component: labels.get(COMPONENT_LABEL).cloned(),
             applied,
-            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+            body,
             kind: PhantomData,
         }
+    }
+
+    /// The pipeline the child belongs to (its pipeline label).
+    pub fn pipeline(&self) -> Option<&str> {
+        self.pipeline.as_deref()
+    }
+
+    /// The child's component label.
+    pub fn component(&self) -> Option<&str> {
+        self.component.as_deref()
     }
 
     /// What the apply step compares.
@@ -125,12 +154,18 @@ impl<K> Compact<K> {
         &self.applied
     }
 
-    /// What status reads, decoded as the child's kind (its other fields absent).
+    /// What status reads, decoded as the child's kind (its other fields absent; of a kind that keeps no body, only
+    /// its name and namespace).
     pub fn object(&self) -> Result<K, serde_json::Error>
     where
         K: DeserializeOwned,
     {
-        serde_json::from_slice(&self.body)
+        match &self.body {
+            Some(body) => serde_json::from_slice(body),
+            None => serde_json::from_value(serde_json::json!({
+                "metadata": {"name": self.meta.name, "namespace": self.meta.namespace}
+            })),
+        }
     }
 }
 
@@ -272,7 +307,8 @@ mod tests {
         let compact = Compact::new(map);
         assert_eq!(compact.name_any(), "p-x-usage");
         assert_eq!(compact.namespace().as_deref(), Some("ns"));
-        assert_eq!(compact.labels().len(), 1, "only the labels the caches read are indexed");
+        assert!(compact.labels().is_empty(), "no label map is kept");
+        assert_eq!(compact.pipeline(), Some("p"));
         assert_eq!(compact.applied().hash.as_deref(), Some("h1"));
         assert!(!compact.applied().paused);
         let owned = json!({"metadata": {"labels": {PIPELINE_LABEL: "p"}, "annotations": {HASH_ANNOTATION: "h1"}}, "data": {"mine": "operator's"}});

@@ -46,10 +46,11 @@ use crate::{
     apply::{self, ApplyError, ExternalApis, Writes},
     build::{self, BuildOptions, kibana},
     health,
-    meta::{self, MANAGER, PIPELINE_LABEL},
+    meta::{self, MANAGER},
     status::{self, Problem},
     telemetry::Metrics,
 };
+use compact::Compact;
 pub use error::Error;
 use watches::{Stores, WatchBackoff};
 
@@ -198,10 +199,9 @@ pub async fn run(
         .await;
 }
 
-/// The pipeline an object names in its label.
-fn by_label<K: Resource>(object: &K) -> Option<ObjectRef<DeserializeGuard<CilvestPipeline>>> {
-    let pipeline = object.labels().get(PIPELINE_LABEL)?;
-    Some(ObjectRef::new(pipeline).within(object.namespace().as_deref()?))
+/// The pipeline a cached child names in its label.
+fn by_label<K: Resource>(child: &Compact<K>) -> Option<ObjectRef<DeserializeGuard<CilvestPipeline>>> {
+    Some(ObjectRef::new(child.pipeline()?).within(child.namespace().as_deref()?))
 }
 
 /// The external kinds a pipeline may own, with the Strimzi kinds at `topic_version`.

@@ -35,7 +35,7 @@ use super::compact::Compact;
 use crate::{
     apply::{ApplyError, LiveChildren},
     build::kibana::COMPONENT,
-    meta::{COMPONENT_LABEL, MANAGER, PIPELINE_LABEL, children_selector},
+    meta::{MANAGER, children_selector},
 };
 
 /// The backoff of each watch. kube-runtime's default (30 s, jittered up to a minute) made events flow again only
@@ -211,7 +211,7 @@ impl Stores {
         live.deployments = deployments.iter().map(|d| decode(d)).collect::<Result<_, _>>()?;
         // Of the Jobs, only the Kibana import is the pipeline's child; the daily runs belong to the CronJob.
         let mut imports = mine(&self.jobs, namespace, pipeline).await?;
-        imports.retain(|job| job.labels().get(COMPONENT_LABEL).map(String::as_str) == Some(COMPONENT));
+        imports.retain(|job| job.component() == Some(COMPONENT));
         record(&mut live, &imports);
         let mut served = Vec::new();
         for resource in externals {
@@ -261,14 +261,8 @@ impl Stores {
     }
 }
 
-fn belongs<K: Resource>(object: &K, namespace: &str, pipeline: &str) -> bool {
-    object.meta().namespace.as_deref() == Some(namespace)
-        && object
-            .meta()
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(PIPELINE_LABEL))
-            .is_some_and(|p| p == pipeline)
+fn belongs<K: Resource>(object: &Compact<K>, namespace: &str, pipeline: &str) -> bool {
+    object.meta().namespace.as_deref() == Some(namespace) && object.pipeline() == Some(pipeline)
 }
 
 /// A cached child of a built-in kind, decoded.
