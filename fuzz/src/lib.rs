@@ -6,5 +6,5 @@
 #[path = "../../workers/src/tweet.rs"]
 pub mod tweet;
 
-#[path = "../../workers/src/transform.rs"]
+#[path = "../../workers/src/transform/mod.rs"]
 pub mod transform;

@@ -4,8 +4,10 @@
 //! "fetched_at": "<RFC 3339>"}` with the tweet id as the Kafka key. Readers also accept a bare v2 tweet object
 //! with an `author_username` field (the demo's `--input` format).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// The fields of an X API v2 tweet that Cilvest reads. Unknown fields are kept by the envelope's raw value.
@@ -110,6 +112,145 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EnvelopeError> {
     Ok(Parsed { tweet, author_username })
 }
 
+/// The fields of a record the daily transform reads, borrowed from the line wherever no JSON escape forces a copy:
+/// what [`parse`] gives, without building the record as a `Value` first or copying the fields nobody reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View<'a> {
+    pub id: Cow<'a, str>,
+    /// The whole post (`note_tweet.text` when there is one).
+    pub text: Cow<'a, str>,
+    pub created_at: DateTime<Utc>,
+    pub lang: Option<Cow<'a, str>>,
+    /// Whether the tweet references a tweet of type `retweeted`.
+    pub references_retweet: bool,
+    pub author_username: Option<Cow<'a, str>>,
+}
+
+impl View<'_> {
+    /// A retweet by reference or by its `RT @` prefix, as [`crate::transform::is_retweet`] decides.
+    pub fn is_retweet(&self) -> bool {
+        self.references_retweet || self.text.starts_with("RT @")
+    }
+}
+
+/// Parse one record as [`parse`] does, borrowing its strings. A record the borrowed reading cannot take as it is
+/// (escapes aside: a duplicate key, a field of an unexpected type, a bad id) goes through [`parse`], so the result
+/// and the error are always [`parse`]'s.
+pub fn parse_view(bytes: &[u8]) -> Result<View<'_>, EnvelopeError> {
+    if let Some(view) = fast::view(bytes) {
+        return Ok(view);
+    }
+    let Parsed { tweet, author_username } = parse(bytes)?;
+    Ok(View {
+        references_retweet: tweet.referenced_tweets.iter().any(|r| r.kind == "retweeted"),
+        id: Cow::Owned(tweet.id),
+        text: Cow::Owned(tweet.text),
+        created_at: tweet.created_at,
+        lang: tweet.lang.map(Cow::Owned),
+        author_username: author_username.map(Cow::Owned),
+    })
+}
+
+/// The borrowed reading of a record. It must never accept a record that [`parse`] refuses or read one differently:
+/// every field [`Tweet`] declares is declared here with the same type and default, so that it fails where
+/// [`Tweet`] fails, and anything doubtful returns `None` for [`parse`] to decide.
+mod fast {
+    use super::*;
+
+    /// An envelope (`tweet` present) or a bare tweet (the same fields at the top level, all optional here so that an
+    /// envelope passes). Strings that are never escaped in practice are borrowed as `&str`: an escaped one fails
+    /// here and goes to [`parse`].
+    #[derive(Deserialize)]
+    struct Record<'a> {
+        /// `Some` whenever the key is there, also for `"tweet": null` (which [`parse`] refuses, and so does this).
+        #[serde(default, borrow, deserialize_with = "present")]
+        tweet: Option<Fields<'a>>,
+        #[serde(default)]
+        author_username: Option<&'a str>,
+        #[serde(default)]
+        id: Option<&'a str>,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        created_at: Option<DateTime<Utc>>,
+        #[serde(default)]
+        lang: Option<&'a str>,
+        #[serde(default)]
+        author_id: Option<&'a str>,
+        #[serde(default, borrow)]
+        referenced_tweets: Vec<Reference<'a>>,
+        #[serde(default, borrow)]
+        note_tweet: Option<Note<'a>>,
+    }
+
+    /// The fields of [`Tweet`], with its types and defaults.
+    #[derive(Deserialize)]
+    struct Fields<'a> {
+        id: &'a str,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+        created_at: DateTime<Utc>,
+        #[serde(default)]
+        lang: Option<&'a str>,
+        #[serde(default, rename = "author_id")]
+        _author_id: Option<&'a str>,
+        #[serde(default, borrow)]
+        referenced_tweets: Vec<Reference<'a>>,
+        #[serde(default, borrow)]
+        note_tweet: Option<Note<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Reference<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(rename = "id")]
+        _id: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    struct Note<'a> {
+        #[serde(borrow)]
+        text: Cow<'a, str>,
+    }
+
+    fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        T::deserialize(deserializer).map(Some)
+    }
+
+    pub(super) fn view(bytes: &[u8]) -> Option<View<'_>> {
+        // Only objects: [`parse`] reads anything else as a bare tweet in sequence form, which this does not mimic.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let record: Record<'_> = serde_json::from_slice(bytes).ok()?;
+        let fields = match record.tweet {
+            Some(fields) => fields,
+            None => Fields {
+                id: record.id?,
+                text: Cow::Owned(record.text?),
+                created_at: record.created_at?,
+                lang: record.lang,
+                _author_id: record.author_id,
+                referenced_tweets: record.referenced_tweets,
+                note_tweet: record.note_tweet,
+            },
+        };
+        let id = fields.id;
+        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(View {
+            references_retweet: fields.referenced_tweets.iter().any(|r| r.kind == "retweeted"),
+            text: fields.note_tweet.map_or(fields.text, |note| note.text),
+            id: Cow::Borrowed(id),
+            created_at: fields.created_at,
+            lang: fields.lang.map(Cow::Borrowed),
+            author_username: record.author_username.map(Cow::Borrowed),
+        })
+    }
+}
+
 /// Tweet ids are snowflakes: numeric order is time order. Compare them as numbers, not strings.
 pub fn id_number(id: &str) -> Option<u64> {
     id.parse().ok()
@@ -157,6 +298,67 @@ mod tests {
         let parsed = parse(envelope.to_string().as_bytes()).expect("envelope");
         assert_eq!(parsed.tweet.text, full);
         assert_eq!(parsed.tweet.note_tweet, None, "the full text moved into text");
+    }
+
+    /// The borrowed reading agrees with [`parse`] on every record, odd ones included, errors and all.
+    #[test]
+    fn the_borrowed_reading_is_parse() {
+        let t = r#""id":"0012","text":"beli \"saham\" \ud83d\ude80","created_at":"2026-11-01T03:04:05Z""#;
+        let records = [
+            format!(
+                r#"{{"tweet":{{{t},"lang":"in","referenced_tweets":[{{"type":"retweeted","id":"1"}}]}},"author_username":"budi"}}"#
+            ),
+            format!(r#"{{"tweet":{{{t},"note_tweet":{{"text":"panjang"}}}},"author_username":5}}"#),
+            format!(r#"{{"tweet":null,{t}}}"#),
+            format!(r#"{{{t},"author_username":"sari","lang":null}}"#),
+            format!(r#"{{{t},"referenced_tweets":null}}"#),
+            format!(r#"{{"tweet":{{{t},"author_id":7}}}}"#),
+            format!(r#"{{"tweet":{{{t},"lang":"in","lang":"en"}}}}"#),
+            format!(r#"{{"tweet":{{{t}}},"tweet":{{{t}}}}}"#),
+            format!(r#"{{"tweet":{{{t}}},"id":5}}"#),
+            r#"{"tweet":{"id":"12a","text":"x","created_at":"2026-11-01T00:00:00Z"}}"#.to_owned(),
+            r#"{"tweet":{"id":"123456789012345678901","text":"x","created_at":"2026-11-01T00:00:00Z"}}"#.to_owned(),
+            r#"["7","x","2026-11-01T00:00:00Z"]"#.to_owned(),
+            r#"  {"id":"7","text":"x","created_at":"2026-11-01T00:00:00Z","author_username":"a\u0062"}"#.to_owned(),
+            "{not json".to_owned(),
+        ];
+        for record in &records {
+            let expected = parse(record.as_bytes()).map(|Parsed { tweet, author_username }| {
+                (
+                    tweet.id,
+                    tweet.text,
+                    tweet.created_at,
+                    tweet.lang,
+                    is_retweet_ref(&tweet.referenced_tweets),
+                    author_username,
+                )
+            });
+            let got = parse_view(record.as_bytes()).map(|v| {
+                (
+                    v.id.into_owned(),
+                    v.text.into_owned(),
+                    v.created_at,
+                    v.lang.map(Cow::into_owned),
+                    v.references_retweet,
+                    v.author_username.map(Cow::into_owned),
+                )
+            });
+            match (expected, got) {
+                (Ok(expected), Ok(got)) => assert_eq!(got, expected, "{record}"),
+                (Err(expected), Err(got)) => assert_eq!(got.to_string(), expected.to_string(), "{record}"),
+                (expected, got) => panic!("{record}: parse gave {expected:?}, parse_view {got:?}"),
+            }
+        }
+        let plain = br#"{"tweet":{"id":"7","text":"beli saham","created_at":"2026-11-01T00:00:00Z","lang":"in"},"author_username":"budi"}"#;
+        let view = parse_view(plain).expect("plain");
+        assert!(
+            matches!(view.text, Cow::Borrowed(_)),
+            "a record without escapes is read without copies"
+        );
+    }
+
+    fn is_retweet_ref(references: &[ReferencedTweet]) -> bool {
+        references.iter().any(|r| r.kind == "retweeted")
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl Lake {
         curated::decode(body)
             .expect("decode")
             .into_iter()
-            .map(|t| t.id)
+            .map(|t| t.id.to_string())
             .collect()
     }
 

@@ -72,7 +72,7 @@ pub(super) async fn index_search(
     let index = search::monthly_index(&alias, job.date);
     search::ensure_index(&es, &alias, &index).await?;
     let deleted = search::delete_day(&es, &alias, job.date).await?;
-    let docs: Vec<(String, serde_json::Value)> = rows.iter().map(|r| (r.id.clone(), search::document(r))).collect();
+    let docs: Vec<(String, serde_json::Value)> = rows.iter().map(|r| (r.id.to_string(), search::document(r))).collect();
     let outcome = search::bulk_index(&es, &index, &docs, BulkRetry::default()).await?;
     search::refresh(&es, &index).await?;
     report.outputs.search_index = Some(index.clone());

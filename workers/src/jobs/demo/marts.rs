@@ -202,15 +202,15 @@ mod tests {
 
     fn row(id: u32, date: &str, hour: u32, user: Option<&str>, keywords: &[&str]) -> CuratedTweet {
         CuratedTweet {
-            id: id.to_string(),
+            id: id.to_string().into(),
             created_at: chrono::DateTime::UNIX_EPOCH,
             local_date: date.parse().expect("date"),
             local_hour: hour,
-            username: user.map(str::to_owned),
+            username: user.map(Into::into),
             text: String::new(),
             text_clean: String::new(),
             lang: "id".into(),
-            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+            keywords: keywords.iter().map(|k| (*k).into()).collect(),
         }
     }
 
