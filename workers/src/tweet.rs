@@ -214,13 +214,56 @@ mod fast {
         text: Cow<'a, str>,
     }
 
+    /// Whether serde_json could also build a `Value` of the whole line, as [`parse`] does first: the checks a
+    /// `Value` makes of every field and skipping a field does not (valid UTF-8, no lone surrogate escapes, numbers
+    /// within `f64`, nesting under serde_json's limit of 128), each made conservatively. A line that fails one (the
+    /// fuzz target found the first) goes to [`parse`], which decides.
+    fn value_would_read(bytes: &[u8]) -> bool {
+        if std::str::from_utf8(bytes).is_err() {
+            return false;
+        }
+        let surrogate = memchr::memmem::find_iter(bytes, b"\\u").any(|at| {
+            matches!(
+                bytes.get(at + 2..at + 4),
+                Some([b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
+            )
+        });
+        if surrogate {
+            return false;
+        }
+        // A number with an exponent (or what looks like one inside a string), more than 300 digits in a row, or
+        // more than 100 brackets in all. Searches, not a loop over every byte: that cost a third of the transform.
+        let exponent = memchr::memchr2_iter(b'e', b'E', bytes).any(|at| {
+            at.checked_sub(1)
+                .and_then(|before| bytes.get(before))
+                .is_some_and(|&b| b.is_ascii_digit() || b == b'.')
+        });
+        let brackets = memchr::memchr2_iter(b'[', b'{', bytes).count();
+        !exponent && brackets <= 100 && !long_digit_run(bytes)
+    }
+
+    /// Whether `bytes` holds more than 300 ASCII digits in a row. Such a run covers two positions 150 apart that
+    /// are both multiples of 150, so only those positions are looked at, and a run only where both are digits.
+    pub(super) fn long_digit_run(bytes: &[u8]) -> bool {
+        const STRIDE: usize = 150;
+        let digit = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_digit);
+        (STRIDE..bytes.len()).step_by(STRIDE).any(|at| {
+            if !(digit(at) && digit(at - STRIDE)) {
+                return false;
+            }
+            let start = (0..at).rev().find(|&i| !digit(i)).map_or(0, |i| i + 1);
+            let end = (at..bytes.len()).find(|&i| !digit(i)).unwrap_or(bytes.len());
+            end - start > 300
+        })
+    }
+
     fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
         T::deserialize(deserializer).map(Some)
     }
 
     pub(super) fn view(bytes: &[u8]) -> Option<View<'_>> {
         // Only objects: [`parse`] reads anything else as a bare tweet in sequence form, which this does not mimic.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || !value_would_read(bytes) {
             return None;
         }
         let record: Record<'_> = serde_json::from_slice(bytes).ok()?;
@@ -321,6 +364,11 @@ mod tests {
             r#"["7","x","2026-11-01T00:00:00Z"]"#.to_owned(),
             r#"  {"id":"7","text":"x","created_at":"2026-11-01T00:00:00Z","author_username":"a\u0062"}"#.to_owned(),
             "{not json".to_owned(),
+            // Found by the fuzz target: what a `Value` refuses in a field nobody reads.
+            format!(r#"{{{t},"_expect":{{"t\ud800":1}}}}"#),
+            format!(r#"{{"tweet":{{{t}}},"x":1e400}}"#),
+            format!(r#"{{"tweet":{{{t}}},"x":{}}}"#, "9".repeat(400)),
+            format!(r#"{{"tweet":{{{t}}},"x":{}1{}}}"#, "[".repeat(130), "]".repeat(130)),
         ];
         for record in &records {
             let expected = parse(record.as_bytes()).map(|Parsed { tweet, author_username }| {
@@ -349,12 +397,35 @@ mod tests {
                 (expected, got) => panic!("{record}: parse gave {expected:?}, parse_view {got:?}"),
             }
         }
+        let mut invalid_utf8 = format!(r#"{{"tweet":{{{t}}},"x":"ab"}}"#).into_bytes();
+        let at = invalid_utf8.len() - 3;
+        invalid_utf8[at] = 0xff;
+        let (parsed, viewed) = (parse(&invalid_utf8), parse_view(&invalid_utf8));
+        assert!(parsed.is_err(), "a Value refuses invalid UTF-8 anywhere");
+        assert_eq!(
+            viewed.map(|_| ()).map_err(|e| e.to_string()),
+            parsed.map(|_| ()).map_err(|e| e.to_string())
+        );
         let plain = br#"{"tweet":{"id":"7","text":"beli saham","created_at":"2026-11-01T00:00:00Z","lang":"in"},"author_username":"budi"}"#;
         let view = parse_view(plain).expect("plain");
         assert!(
             matches!(view.text, Cow::Borrowed(_)),
             "a record without escapes is read without copies"
         );
+    }
+
+    #[test]
+    fn a_long_digit_run_is_found_wherever_it_starts() {
+        for offset in 0..320 {
+            for run in [299, 300, 301, 450] {
+                let line = format!("{}{}x", "a".repeat(offset), "9".repeat(run));
+                assert_eq!(
+                    fast::long_digit_run(line.as_bytes()),
+                    run > 300,
+                    "{run} digits after {offset}"
+                );
+            }
+        }
     }
 
     fn is_retweet_ref(references: &[ReferencedTweet]) -> bool {
