@@ -23,8 +23,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(view.created_at, tweet.created_at);
             assert_eq!(view.lang.as_deref(), tweet.lang.as_deref());
             assert_eq!(view.author_username.as_deref(), parsed.author_username.as_deref());
-            let retweet = tweet.referenced_tweets.iter().any(|r| r.kind == "retweeted");
-            assert_eq!(view.references_retweet, retweet);
+            assert_eq!(view.references_retweet, tweet.references_retweet());
         }
         (Err(parsed), Err(view)) => assert_eq!(view.to_string(), parsed.to_string()),
         (parsed, view) => panic!("parse gave {parsed:?}, parse_view {view:?}"),

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The fields of an X API v2 tweet that Cilvest reads. Unknown fields are kept by the envelope's raw value.
@@ -33,6 +33,16 @@ pub struct Tweet {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 pub struct NoteTweet {
     pub text: String,
+}
+
+/// The `type` of a reference to the tweet this one retweets.
+const RETWEETED: &str = "retweeted";
+
+impl Tweet {
+    /// Whether the tweet references a tweet of type `retweeted`.
+    pub fn references_retweet(&self) -> bool {
+        self.referenced_tweets.iter().any(|r| r.kind == RETWEETED)
+    }
 }
 
 /// A tweet this one retweets, quotes or replies to.
@@ -106,7 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EnvelopeError> {
     if let Some(note) = tweet.note_tweet.take() {
         tweet.text = note.text;
     }
-    if tweet.id.is_empty() || tweet.id.len() > 20 || !tweet.id.bytes().all(|b| b.is_ascii_digit()) {
+    if !valid_id(&tweet.id) {
         return Err(EnvelopeError::Id(tweet.id));
     }
     Ok(Parsed { tweet, author_username })
@@ -126,13 +136,6 @@ pub struct View<'a> {
     pub author_username: Option<Cow<'a, str>>,
 }
 
-impl View<'_> {
-    /// A retweet by reference or by its `RT @` prefix, as [`crate::transform::is_retweet`] decides.
-    pub fn is_retweet(&self) -> bool {
-        self.references_retweet || self.text.starts_with("RT @")
-    }
-}
-
 /// Parse one record as [`parse`] does, borrowing its strings. A record the borrowed reading cannot take as it is
 /// (escapes aside: a duplicate key, a field of an unexpected type, a bad id) goes through [`parse`], so the result
 /// and the error are always [`parse`]'s.
@@ -142,7 +145,7 @@ pub fn parse_view(bytes: &[u8]) -> Result<View<'_>, EnvelopeError> {
     }
     let Parsed { tweet, author_username } = parse(bytes)?;
     Ok(View {
-        references_retweet: tweet.referenced_tweets.iter().any(|r| r.kind == "retweeted"),
+        references_retweet: tweet.references_retweet(),
         id: Cow::Owned(tweet.id),
         text: Cow::Owned(tweet.text),
         created_at: tweet.created_at,
@@ -157,30 +160,15 @@ pub fn parse_view(bytes: &[u8]) -> Result<View<'_>, EnvelopeError> {
 mod fast {
     use super::*;
 
-    /// An envelope (`tweet` present) or a bare tweet (the same fields at the top level, all optional here so that an
-    /// envelope passes). Strings that are never escaped in practice are borrowed as `&str`: an escaped one fails
-    /// here and goes to [`parse`].
+    /// An envelope. A bare tweet (the demo's `--input` format) has no `tweet` and goes to [`parse`]; so does
+    /// `"tweet": null`, which [`parse`] refuses too. Strings that are never escaped in practice are borrowed as
+    /// `&str`: an escaped one fails here and goes to [`parse`].
     #[derive(Deserialize)]
     struct Record<'a> {
-        /// `Some` whenever the key is there, also for `"tweet": null` (which [`parse`] refuses, and so does this).
-        #[serde(default, borrow, deserialize_with = "present")]
-        tweet: Option<Fields<'a>>,
+        #[serde(borrow)]
+        tweet: Fields<'a>,
         #[serde(default)]
         author_username: Option<&'a str>,
-        #[serde(default)]
-        id: Option<&'a str>,
-        #[serde(default)]
-        text: Option<String>,
-        #[serde(default)]
-        created_at: Option<DateTime<Utc>>,
-        #[serde(default)]
-        lang: Option<&'a str>,
-        #[serde(default)]
-        author_id: Option<&'a str>,
-        #[serde(default, borrow)]
-        referenced_tweets: Vec<Reference<'a>>,
-        #[serde(default, borrow)]
-        note_tweet: Option<Note<'a>>,
     }
 
     /// The fields of [`Tweet`], with its types and defaults.
@@ -257,41 +245,33 @@ mod fast {
         })
     }
 
-    fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
-        T::deserialize(deserializer).map(Some)
-    }
-
     pub(super) fn view(bytes: &[u8]) -> Option<View<'_>> {
         // Only objects: [`parse`] reads anything else as a bare tweet in sequence form, which this does not mimic.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') || !value_would_read(bytes) {
             return None;
         }
-        let record: Record<'_> = serde_json::from_slice(bytes).ok()?;
-        let fields = match record.tweet {
-            Some(fields) => fields,
-            None => Fields {
-                id: record.id?,
-                text: Cow::Owned(record.text?),
-                created_at: record.created_at?,
-                lang: record.lang,
-                _author_id: record.author_id,
-                referenced_tweets: record.referenced_tweets,
-                note_tweet: record.note_tweet,
-            },
-        };
+        let Record {
+            tweet: fields,
+            author_username,
+        } = serde_json::from_slice(bytes).ok()?;
         let id = fields.id;
-        if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !valid_id(id) {
             return None;
         }
         Some(View {
-            references_retweet: fields.referenced_tweets.iter().any(|r| r.kind == "retweeted"),
+            references_retweet: fields.referenced_tweets.iter().any(|r| r.kind == RETWEETED),
             text: fields.note_tweet.map_or(fields.text, |note| note.text),
             id: Cow::Borrowed(id),
             created_at: fields.created_at,
             lang: fields.lang.map(Cow::Borrowed),
-            author_username: record.author_username.map(Cow::Borrowed),
+            author_username: author_username.map(Cow::Borrowed),
         })
     }
+}
+
+/// An id [`parse`] accepts: 1 to 20 decimal digits.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Tweet ids are snowflakes: numeric order is time order. Compare them as numbers, not strings.
@@ -372,12 +352,13 @@ mod tests {
         ];
         for record in &records {
             let expected = parse(record.as_bytes()).map(|Parsed { tweet, author_username }| {
+                let retweet = tweet.references_retweet();
                 (
                     tweet.id,
                     tweet.text,
                     tweet.created_at,
                     tweet.lang,
-                    is_retweet_ref(&tweet.referenced_tweets),
+                    retweet,
                     author_username,
                 )
             });
@@ -426,10 +407,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn is_retweet_ref(references: &[ReferencedTweet]) -> bool {
-        references.iter().any(|r| r.kind == "retweeted")
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Day {
             self.counts.other_day += 1;
         } else if !self.rules.keeps_language(view.lang.as_deref()) {
             self.counts.other_language += 1;
-        } else if self.rules.drop_retweets && view.is_retweet() {
+        } else if self.rules.drop_retweets && super::retweet(view.references_retweet, &view.text) {
             self.counts.retweets += 1;
         } else {
             self.keep_view(view);

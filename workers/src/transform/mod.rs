@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
-use cilvest_crds::{CilvestPipelineSpec, MatchMode, query::canonical_language};
+use cilvest_crds::{CilvestPipelineSpec, MatchMode, query::canonical_language, spec::INDONESIAN};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +138,7 @@ impl Rules {
     pub fn keeps_language(&self, lang: Option<&str>) -> bool {
         lang.is_some_and(|lang| {
             if lang.eq_ignore_ascii_case("in") {
-                self.language == canonical_language("in")
+                self.language == INDONESIAN
             } else {
                 lang.eq_ignore_ascii_case(&self.language)
             }
@@ -177,5 +177,10 @@ impl Rules {
 /// A retweet: it references a tweet of type `retweeted`, or its text starts with `RT @` (old clients and
 /// copy-paste retweets carry no reference).
 pub fn is_retweet(tweet: &Tweet) -> bool {
-    tweet.referenced_tweets.iter().any(|r| r.kind == "retweeted") || tweet.text.starts_with("RT @")
+    retweet(tweet.references_retweet(), &tweet.text)
+}
+
+/// [`is_retweet`] from whether the tweet references a retweeted one and from its (whole) text.
+fn retweet(references_retweet: bool, text: &str) -> bool {
+    references_retweet || text.starts_with("RT @")
 }

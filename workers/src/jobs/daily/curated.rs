@@ -65,9 +65,6 @@ pub fn encode(rows: &[CuratedTweet]) -> Result<Vec<u8>, ParquetError> {
     let schema = schema();
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))?;
-    if rows.is_empty() {
-        writer.write(&batch(&schema, rows)?)?;
-    }
     for chunk in rows.chunks(ENCODE_CHUNK) {
         writer.write(&batch(&schema, chunk)?)?;
     }
