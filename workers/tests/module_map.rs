@@ -3,6 +3,8 @@
 //! - in the workers, a module only uses modules of a lower layer, or of its own top-level module;
 //! - in the operator, the graph of top-level modules has no cycle.
 //!
+//! And every Rust file of the repository (tests and benches too) stays under 500 lines.
+//!
 //! Paths are read from `use` trees (`use crate::{a::{b, c}, d}`) and from inline `crate::a::b` paths; `super::`
 //! stays inside a module and is not an edge.
 
@@ -262,4 +264,45 @@ fn operator_modules_have_no_cycle() {
             panic!("operator modules in a cycle: {}", cycle.join(" -> "));
         }
     }
+}
+
+/// Issue 20's bound on a file's size, for every Rust file of the repository: sources, tests, benches, fuzz targets.
+const MAX_LINES: usize = 500;
+
+#[test]
+fn every_rust_file_is_under_the_size_bound() {
+    let root = manifest_dir().join("..");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+        for path in entries.map(|e| e.expect("directory entry").path()) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if path.is_dir() {
+                // Build output and hidden directories (.git) hold no sources of ours.
+                if name != "target" && !name.starts_with('.') {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.len() > 100,
+        "the walk found only {} Rust files under {}",
+        files.len(),
+        root.display()
+    );
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let lines = std::fs::read_to_string(path).ok()?.lines().count();
+            (lines >= MAX_LINES).then(|| format!("{} ({lines} lines)", path.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "files of {MAX_LINES} lines or more: {long:?}");
 }

@@ -1,13 +1,5 @@
-//! `spec.bus: pubsub` against the real Pub/Sub emulator (and the GCS emulator for the producer's checkpoint):
-//! the producer publishes every tweet the fake X API serves with its id as an attribute and resumes from its
-//! checkpoint without reading a tweet twice; the consumer, SIGKILLed again and again, gets every tweet into the
-//! lake (at least once) and the daily transform keeps each exactly once. Some kills are aimed through a proxy that
-//! holds the consumer's acknowledgements back ([`AckGate`]), so that a kill after a write and before its
-//! acknowledgement happens on every run, however fast the machine.
-//!
-//! Needs `scripts/testenv up pubsub gcs` and `eval "$(scripts/testenv env)"`.
-
-mod support;
+//! The consumer on Pub/Sub, SIGKILLed again and again (some kills aimed between a write and its acknowledgement through
+//! `AckGate`): every tweet reaches the lake and the daily transform keeps each once.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -28,209 +20,23 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
 };
-
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use cilvest_crds::CilvestPipelineSpec;
 use cilvest_workers::{
-    bus::pubsub::{Client, Names, Outgoing, TWEET_ID_ATTRIBUTE},
+    bus::pubsub::{Outgoing, TWEET_ID_ATTRIBUTE},
     jobs::daily::raw,
-    jobs::producer::{Args, Producer},
-    telemetry::Telemetry,
     transform::Rules,
     tweet,
 };
-use clap::Parser;
 use flate2::read::GzDecoder;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
-use serde_json::{Value, json};
-use support::{fake_x::FakeX, gcs_lake, service_env, unique};
+use object_store::ObjectStore;
+use serde_json::json;
 use tokio::process::{Child, Command};
 
-const PROJECT: &str = "cilvest-test";
-const CILVEST_QUERY: &str =
-    r##"(saham OR #saham OR reksadana OR "reksa dana" OR #reksadana OR sukuk OR #sukuk) lang:id -is:retweet"##;
-/// The shortest ack deadline Pub/Sub allows: how long a killed consumer's messages wait before coming again.
-const ACK_DEADLINE: i32 = 10;
-
-/// Both tests share two cores and the emulator; one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn client() -> Client {
-    Client::emulator(&service_env("PUBSUB_EMULATOR_HOST", "pubsub")).expect("pub/sub client")
-}
-
-fn names(prefix: &str) -> Names {
-    Names {
-        project: PROJECT.to_owned(),
-        topic: unique(&format!("{prefix}-topic")),
-        subscription: unique(&format!("{prefix}-sub")),
-    }
-}
-
-fn spec_json(lake: &str) -> Value {
-    json!({
-        "keywords": [
-            {"name": "saham", "terms": ["saham", "#saham"]},
-            {"name": "reksadana", "terms": ["reksadana", "reksa dana", "#reksadana"]},
-            {"name": "sukuk", "terms": ["sukuk", "#sukuk"]}
-        ],
-        "language": "id",
-        "dropRetweets": true,
-        "source": {"x": {"pollInterval": "60s", "backfill": "1h"}},
-        "bus": "pubsub",
-        "pubsub": {"project": PROJECT},
-        "targets": {
-            "lake": {"uri": lake},
-            "bigquery": {"project": "cilvest-test", "dataset": "cilvest"}
-        }
-    })
-}
-
-/// A worker configuration for a Pub/Sub pipeline, written to a fresh temporary directory.
-fn write_config(pipeline: &str, names: &Names, lake: &str) -> PathBuf {
-    let config = json!({
-        "pipeline": pipeline,
-        "namespace": "default",
-        "kafkaBootstrap": "unused:9092",
-        "rawTopic": "unused",
-        "consumerGroup": "unused",
-        "pubsub": {
-            "project": names.project,
-            "topic": names.topic,
-            "subscription": names.subscription,
-            "ackDeadlineSeconds": ACK_DEADLINE,
-        },
-        "spec": spec_json(lake),
-    });
-    let dir = std::env::temp_dir().join(unique("cilvest-pubsub-config"));
-    std::fs::create_dir_all(&dir).expect("config dir");
-    let path = dir.join("pipeline.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config json")).expect("write config");
-    path
-}
-
-/// Everything the subscription delivers until it has been quiet for `quiet`, acknowledged: tweet id attribute ->
-/// decoded data, with a count of how often each id came.
-async fn drain(client: &Client, names: &Names, quiet: Duration) -> BTreeMap<u64, (usize, Vec<u8>)> {
-    let mut got: BTreeMap<u64, (usize, Vec<u8>)> = BTreeMap::new();
-    let mut quiet_since = Instant::now();
-    loop {
-        let messages = client.pull_now(names, 1000).await.expect("pull");
-        if messages.is_empty() {
-            if quiet_since.elapsed() >= quiet {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        quiet_since = Instant::now();
-        let ack_ids: Vec<String> = messages.iter().map(|m| m.ack_id.clone()).collect();
-        for message in messages {
-            let id: u64 = message
-                .attributes
-                .get(TWEET_ID_ATTRIBUTE)
-                .and_then(|id| id.parse().ok())
-                .expect("tweet_id attribute");
-            let entry = got.entry(id).or_insert((0, message.data.clone()));
-            entry.0 += 1;
-        }
-        client.acknowledge(names, &ack_ids).await.expect("acknowledge");
-    }
-}
-
-fn producer_args(config: &Path, fake: &FakeX, token_file: &Path) -> Args {
-    Args::try_parse_from([
-        "producer",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--x-api-url",
-        &fake.url(),
-        "--bearer-token-file",
-        token_file.to_str().expect("utf-8"),
-        "--retry-initial",
-        "100ms",
-        "--retry-max",
-        "1s",
-        "--x-api-timeout",
-        "5s",
-        "--once",
-    ])
-    .expect("producer flags")
-}
-
-async fn run_producer_once(args: Args) {
-    support::init_test_logs();
-    let producer = Producer::new(args, Telemetry::new("cilvest_producer")).expect("producer");
-    tokio::time::timeout(Duration::from_secs(60), producer.run(std::future::pending()))
-        .await
-        .expect("producer --once finishes within 60 s")
-        .expect("producer run");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn producer_publishes_each_tweet_with_its_id_and_resumes_from_the_checkpoint_without_rereading() {
-    let _serial = SERIAL.lock().await;
-    // The producer reads the GCS emulator's address the way the consumer does.
-    let gcs = service_env("CILVEST_GCS_ENDPOINT", "gcs");
-    assert!(!gcs.is_empty());
-    let client = client();
-    let names = names("producer");
-    let (lake_uri, lake) = gcs_lake("pubsub-producer").await;
-    let pipeline = unique("pipeline");
-    let config = write_config(&pipeline, &names, &lake_uri);
-    let token = format!("AAAAAAAAAAAAAAAAAAAAA{}", unique("secret").replace('-', "x"));
-    let token_file = config.with_file_name("bearer-token");
-    std::fs::write(&token_file, &token).expect("token file");
-    let fake = FakeX::start(&token).await;
-    fake.add_tweets(250);
-    fake.add_noise(20);
-    let mut expected = fake.matching_ids(CILVEST_QUERY);
-    assert_eq!(expected.len(), 250);
-
-    // The topic and the subscription do not exist yet: the producer creates both before publishing.
-    run_producer_once(producer_args(&config, &fake, &token_file)).await;
-    let got = drain(&client, &names, Duration::from_secs(3)).await;
-    assert_eq!(got.keys().copied().collect::<BTreeSet<_>>(), expected);
-    for (id, (count, data)) in &got {
-        assert_eq!(*count, 1, "tweet {id} published once");
-        let parsed = tweet::parse(data).expect("an envelope");
-        assert_eq!(parsed.tweet.id, id.to_string(), "the attribute is the tweet's id");
-        assert!(parsed.author_username.is_some());
-    }
-    let checkpoint = format!("checkpoints/{pipeline}/producer.json");
-    let body = lake
-        .get(&checkpoint.as_str().into())
-        .await
-        .expect("checkpoint written")
-        .bytes()
-        .await
-        .expect("checkpoint body");
-    let body: Value = serde_json::from_slice(&body).expect("checkpoint json");
-    let newest = *expected.last().expect("tweets");
-    assert_eq!(body["newest_id"], newest.to_string());
-
-    // A new process knows nothing but the checkpoint: it asks X only for newer tweets.
-    let searches_before = fake.search_request_count();
-    let later = fake.add_tweets(120);
-    expected.extend(later.iter().copied());
-    run_producer_once(producer_args(&config, &fake, &token_file)).await;
-    let again = drain(&client, &names, Duration::from_secs(3)).await;
-    assert_eq!(
-        again.keys().copied().collect::<BTreeSet<_>>(),
-        later.into_iter().collect::<BTreeSet<_>>(),
-        "only the new tweets are published"
-    );
-    let resumed = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == "search")
-        .nth(searches_before)
-        .expect("a search after the restart");
-    assert_eq!(resumed.param("since_id"), Some(newest.to_string().as_str()));
-    assert_eq!(resumed.param("start_time"), None);
-    assert_eq!(fake.posts_served(), 370, "no tweet is read twice");
-}
+use super::{ACK_DEADLINE, SERIAL, client, names, spec_json, write_config};
+use crate::support;
+use crate::support::{service_env, unique};
 
 /// Tweet ids are `FIRST_ID + n`.
 const FIRST_ID: u64 = 1_860_000_000_000_000_000;
