@@ -12,9 +12,13 @@
 //! over K fresh namespaces and runs the operator cluster-wide (as the chart does); with 1 it watches only its own.
 //! At each idle point it records where the operator's resident memory is (anonymous or file-backed pages);
 //! `--allocator-stats` adds glibc's own account (held from the system, in use), read through gdb.
+//! `--restart-with PATH` (repeatable) restarts it again over the same pipelines with another build of
+//! `cilvest-operator`, in the order given, so trees are compared on one cluster state (`restarts` in the output).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "operator/measure.rs"]
+mod measure;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,7 +30,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind, PostParams},
     runtime::watcher,
 };
 use serde_json::{Value, json};
@@ -34,9 +38,10 @@ use serde_json::{Value, json};
 use cilvest_crds::CilvestPipeline;
 use cilvest_operator::meta::{MANAGER, PIPELINE_LABEL};
 use common::{
-    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, status_kib,
-    temp_namespace,
+    ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace,
 };
+
+use measure::{memory, percentile, restart, settle, vm_hwm_mib, wait_for};
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 
@@ -106,143 +111,6 @@ fn children_of(seen: &Seen, name: &str) -> usize {
     seen.lock().expect("seen").get(name).map_or(0, BTreeSet::len)
 }
 
-/// resourceVersion of every pipeline and every labelled child in `namespaces`.
-async fn versions(client: &Client, namespaces: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for ns in namespaces {
-        out.extend(versions_in(client, ns).await);
-    }
-    out
-}
-
-async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let selector = ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
-    for kind in child_kinds() {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind);
-        for o in api.list(&selector).await.expect("list children").items {
-            out.insert(
-                format!("{ns}/{}/{}", kind.kind, o.name_any()),
-                o.resource_version().unwrap_or_default(),
-            );
-        }
-    }
-    for p in Api::<CilvestPipeline>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .expect("list pipelines")
-        .items
-    {
-        out.insert(
-            format!("{ns}/CilvestPipeline/{}", p.name_any()),
-            p.resource_version().unwrap_or_default(),
-        );
-    }
-    out
-}
-
-/// The status of every pipeline in `namespaces`, keyed like [`versions`].
-async fn statuses(client: &Client, namespaces: &[String]) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for ns in namespaces {
-        for p in Api::<CilvestPipeline>::namespaced(client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .expect("list pipelines")
-            .items
-        {
-            let status = serde_json::to_value(&p.status).unwrap_or_default();
-            out.insert(format!("{ns}/CilvestPipeline/{}", p.name_any()), status);
-        }
-    }
-    out
-}
-
-async fn wait_for(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-/// Wait until `reconciles_total` stops growing for `quiet`, i.e. the operator is idle.
-async fn settle(operator: &Operator, quiet: Duration, seconds: u64) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut last = -1.0;
-    loop {
-        let now = operator.metric("cilvest_operator_reconciles_total").await;
-        if now == last || Instant::now() > deadline {
-            return;
-        }
-        last = now;
-        tokio::time::sleep(quiet).await;
-    }
-}
-
-fn vm_hwm_mib(operator: &Operator) -> f64 {
-    status_kib(&operator_pid(operator), "VmHWM:").unwrap_or(0.0) / 1024.0
-}
-
-/// Where the operator's resident memory is, at an idle moment: anonymous against file-backed pages (the binary's
-/// touched text) and threads, from `/proc`; with `--allocator-stats`, also glibc's own account of its arenas (bytes
-/// held from the system against bytes in use), which `malloc_stats()` prints to the operator's stderr when gdb
-/// calls it. The difference between the two is what the allocator keeps after a peak.
-fn memory(operator: &Operator, allocator: bool) -> Value {
-    let pid = operator_pid(operator);
-    let mib = |name: &str| status_kib(&pid, name).map(|k| k / 1024.0);
-    let mut memory = json!({
-        "anon_mib": mib("RssAnon:"), "file_mib": mib("RssFile:"), "threads": status_kib(&pid, "Threads:"),
-    });
-    if allocator {
-        let logged = operator.logs().len();
-        let gdb = std::process::Command::new("gdb")
-            .args(["-p", &pid, "-batch", "-nx", "-ex", "call (void) malloc_stats()"])
-            .output();
-        assert!(
-            gdb.is_ok_and(|o| o.status.success()),
-            "--allocator-stats needs gdb (apt install gdb)"
-        );
-        let logs = operator.logs();
-        let dump = logs.get(logged..).unwrap_or_default();
-        let bytes = |label: &str| {
-            dump.rsplit_once("Total (incl. mmap):")
-                .and_then(|(_, total)| total.lines().find(|l| l.starts_with(label)))
-                .and_then(|l| l.rsplit('=').next()?.trim().parse::<f64>().ok())
-                .map(|b| b / 1024.0 / 1024.0)
-        };
-        memory["allocator"] = json!({
-            "arenas": dump.lines().filter(|l| l.starts_with("Arena ")).count(),
-            "system_mib": bytes("system bytes"), "in_use_mib": bytes("in use bytes"),
-        });
-    }
-    memory
-}
-
-/// The operator's pid, found by its metrics port in its command line.
-fn operator_pid(operator: &Operator) -> String {
-    let needle = format!("127.0.0.1:{}", operator.metrics_port);
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("cilvest-operator") && text.contains(&needle))
-                .then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .next()
-        .unwrap_or_default()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -294,14 +162,16 @@ async fn main() {
         .collect();
     let seen: Seen = Arc::default();
     watch_children(&client, &namespaces, &seen);
-    let start_operator = || match namespaces.as_slice() {
-        [only] => Operator::start(only, None),
-        _ => Operator::start_with(
+    let this_tree = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cilvest-operator"));
+    let start_operator = |binary: &std::path::Path| match namespaces.as_slice() {
+        [only] => Operator::start_binary(binary, only, None),
+        _ => Operator::start_binary_with(
+            binary,
             &["run".to_owned(), "--leader-election".to_owned(), "false".to_owned()],
             &[],
         ),
     };
-    let mut operator = start_operator();
+    let mut operator = start_operator(&this_tree);
 
     // Warm-up: the first pipeline fixes how many children a pipeline has.
     let name = |i: usize| format!("bench-{i:03}");
@@ -385,8 +255,9 @@ async fn main() {
     let burst_s = burst.elapsed().as_secs_f64();
     burst_latencies.sort_by(f64::total_cmp);
     // A burst of thousands keeps the operator busy long after the last child appears (status follows the
-    // children's own status): wait until it is quiet, for up to 15 minutes.
-    settle(&operator, Duration::from_secs(5), 900).await;
+    // children's own status): wait until it is quiet, for up to 15 minutes (`--settle-seconds`; at 2,000 pipelines
+    // the five-minute resyncs alone never leave it quiet for 5 s).
+    settle(&operator, Duration::from_secs(5), arg("--settle-seconds", 900) as u64).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let idle_rss_total = operator.rss_mib();
     let peak_rss_total = vm_hwm_mib(&operator);
@@ -395,44 +266,22 @@ async fn main() {
 
     // Resync: a fresh operator over the unchanged pipelines.
     operator.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = versions(&client, &namespaces).await;
-    let statuses_before = statuses(&client, &namespaces).await;
-    let resync = Instant::now();
-    let operator = start_operator();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while operator.metric("cilvest_operator_reconciles_total").await < total as f64 {
-        assert!(
-            Instant::now() < deadline,
-            "the new operator did not reconcile every pipeline"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let resync_s = resync.elapsed().as_secs_f64();
-    settle(&operator, Duration::from_secs(3), 120).await;
-    let after = versions(&client, &namespaces).await;
-    let changed: Vec<&String> = before
-        .iter()
-        .filter(|(k, v)| after.get(*k) != Some(*v))
-        .map(|(k, _)| k)
-        .chain(after.keys().filter(|k| !before.contains_key(*k)))
-        .collect();
-    // What a restart rewrote in a pipeline's status, for the first few that changed.
-    let statuses_after = statuses(&client, &namespaces).await;
-    let status_changes: Vec<Value> = changed
-        .iter()
-        .filter(|k| k.contains("/CilvestPipeline/"))
-        .take(3)
-        .map(|k| json!({"pipeline": k, "before": statuses_before.get(*k), "after": statuses_after.get(*k)}))
-        .collect();
-    let resync_rss = operator.rss_mib();
+    let (mut operator, first) = restart(&client, &namespaces, total, &|| start_operator(&this_tree)).await;
     let memory_resync = memory(&operator, allocator);
-    let resync_fetches = operator.metric("cilvest_operator_drift_fetches_total").await;
-    let updated_lines = operator
-        .logs()
-        .lines()
-        .filter(|l| l.contains("children updated"))
-        .count();
+    // More restarts over the same pipelines, with each `--restart-with` build in turn: trees compared on one state.
+    let mut restarts = Vec::new();
+    for binary in args
+        .iter()
+        .zip(args.iter().skip(1))
+        .filter(|(flag, _)| *flag == "--restart-with")
+        .map(|(_, path)| std::path::PathBuf::from(path))
+    {
+        operator.kill();
+        let (next, mut result) = restart(&client, &namespaces, total, &|| start_operator(&binary)).await;
+        result["binary"] = json!(binary);
+        restarts.push(result);
+        operator = next;
+    }
     drop(operator);
     for ns in &namespaces {
         delete_namespace(&client, ns).await;
@@ -461,11 +310,7 @@ async fn main() {
             "idle_rss_mib_1": idle_rss_1, "idle_rss_mib_total": idle_rss_total,
             "peak_rss_mib_total": peak_rss_total, "reconciles_before_restart": reconciles_before_restart,
             "memory": {"idle_1": memory_1, "idle_total": memory_total, "after_restart": memory_resync},
-            "resync": {"objects_compared": before.len(), "changed": changed.len(),
-                       "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
-                       "status_changes": status_changes,
-                       "children_updated_log_lines": updated_lines, "seconds_to_reconcile_all": resync_s,
-                       "rss_mib_after": resync_rss, "drift_fetches": resync_fetches},
+            "resync": first, "restarts": restarts,
         })
     );
 }

@@ -1,10 +1,12 @@
 //! The controller: watch pipelines and their children, and run validate -> build -> apply -> status for each.
 //!
-//! `watches` caches the children, `publish` writes the status, `cleanup` holds the Dataproc finalizer.
+//! `watches` caches the children (`compact` what of each, `index` by pipeline), `publish` writes the status,
+//! `cleanup` holds the Dataproc finalizer.
 
 mod cleanup;
 mod compact;
 mod error;
+mod index;
 mod publish;
 mod search_users;
 mod watches;

@@ -1,12 +1,13 @@
 //! The controller's watches and caches: one reflector per child kind, fed by the same watch that triggers the
-//! reconciles, so that a reconcile reads its children from memory instead of listing them from the API server.
+//! reconciles, so that a reconcile reads its children from memory instead of listing them from the API server, and
+//! finds them through an index by pipeline ([`super::index`]).
 //!
 //! What is cached is what the reconcile reads ([`Compact`]): of each child, its index, the digest of the fields the
 //! operator owns, and what status reads, decoded per pipeline when a reconcile reads them. A Strimzi or ECK kind
 //! whose CRD is missing has a watch that fails and backs off; until its cache has listed once, the reconcile asks the
 //! API server (which is also how it finds out, from the 404, that the kind is not served).
 
-use std::{fmt::Debug, time::Duration};
+use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::{
@@ -22,16 +23,11 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams},
-    runtime::{
-        WatchStreamExt,
-        reflector::{Store, store::Writer},
-        utils::Backoff,
-        watcher,
-    },
+    runtime::{WatchStreamExt, reflector::store::Writer, utils::Backoff, watcher},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::compact::Compact;
+use super::{compact::Compact, index::Cached};
 use crate::{
     apply::{ApplyError, LiveChildren},
     build::kibana::COMPONENT,
@@ -92,7 +88,7 @@ pub fn cached<K>(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
-    Store<Compact<K>>,
+    Cached<K>,
     impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
 )
 where
@@ -118,7 +114,7 @@ pub fn cached_dynamic(
     namespace: Option<&str>,
     resource: &ApiResource,
 ) -> (
-    Store<Compact<DynamicObject>>,
+    Cached<DynamicObject>,
     impl Stream<Item = Result<Compact<DynamicObject>, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<DynamicObject> = match namespace {
@@ -128,7 +124,7 @@ pub fn cached_dynamic(
     reflect(api, Writer::new(resource.clone()), resource.kind.clone())
 }
 
-/// The watch of one kind, with its own backoff, feeding `writer`. Its errors stop here: kube-runtime's controller
+/// The watch of one kind, with its own backoff, feeding the index and then `writer`. Its errors stop here: kube-runtime's controller
 /// backs off its whole trigger stream on each error it sees, so after an API server restart the twelve watches'
 /// "resource version too old" errors (one each, as each re-lists) paused every trigger for 4 s apiece, one after the
 /// other: 80 to 90 s before a new pipeline was reconciled (`tests/faults.rs`). Each watch already waits by its own
@@ -138,17 +134,22 @@ fn reflect<K>(
     writer: Writer<Compact<K>>,
     kind: String,
 ) -> (
-    Store<Compact<K>>,
+    Cached<K>,
     impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
 )
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static,
     K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
-    let store = writer.as_reader();
+    let cached = Cached {
+        store: writer.as_reader(),
+        index: Arc::default(),
+    };
+    let index = cached.index.clone();
     let stream = watcher(api, children_config())
         .backoff(WatchBackoff::default())
         .map_ok(Compact::event)
+        .inspect_ok(move |event| index.observe(event))
         .reflect(writer)
         .touched_objects()
         .filter_map(move |touched| {
@@ -163,24 +164,24 @@ where
                 }
             }
         });
-    (store, stream)
+    (cached, stream)
 }
 
 /// Every cache a reconcile reads.
 #[derive(Clone)]
 pub struct Stores {
-    pub config_maps: Store<Compact<ConfigMap>>,
-    pub service_accounts: Store<Compact<ServiceAccount>>,
-    pub roles: Store<Compact<Role>>,
-    pub role_bindings: Store<Compact<RoleBinding>>,
-    pub network_policies: Store<Compact<NetworkPolicy>>,
-    pub cron_jobs: Store<Compact<CronJob>>,
-    pub deployments: Store<Compact<Deployment>>,
-    pub jobs: Store<Compact<Job>>,
+    pub config_maps: Cached<ConfigMap>,
+    pub service_accounts: Cached<ServiceAccount>,
+    pub roles: Cached<Role>,
+    pub role_bindings: Cached<RoleBinding>,
+    pub network_policies: Cached<NetworkPolicy>,
+    pub cron_jobs: Cached<CronJob>,
+    pub deployments: Cached<Deployment>,
+    pub jobs: Cached<Job>,
     /// The pods of the workers and of the daily Jobs (they carry the children's labels).
-    pub pods: Store<Compact<Pod>>,
+    pub pods: Cached<Pod>,
     /// KafkaTopic, Elasticsearch, Kibana, KafkaUser, in the order of [`crate::controller::externals`].
-    pub externals: Vec<(ApiResource, Store<Compact<DynamicObject>>)>,
+    pub externals: Vec<(ApiResource, Cached<DynamicObject>)>,
 }
 
 impl Stores {
@@ -219,14 +220,22 @@ impl Stores {
                 .externals
                 .iter()
                 .find(|(cached, _)| cached.group == resource.group && cached.kind == resource.kind)
-                .map(|(_, store)| store)
-                .filter(|store| store.wait_until_ready().now_or_never().is_some_and(|r| r.is_ok()));
+                .map(|(_, cached)| cached)
+                .filter(|cached| {
+                    cached
+                        .store
+                        .wait_until_ready()
+                        .now_or_never()
+                        .is_some_and(|r| r.is_ok())
+                });
             let cached = match cache {
-                Some(store) => {
-                    let mut cached = store.state_filter(|o| belongs(o, namespace, pipeline));
-                    cached.sort_by_key(|o| o.meta().name.clone());
-                    Some(cached.iter().map(|o| o.as_ref().clone()).collect())
-                }
+                Some(cached) => Some(
+                    cached
+                        .of(namespace, pipeline, resource)
+                        .iter()
+                        .map(|o| o.as_ref().clone())
+                        .collect(),
+                ),
                 None => list_dynamic(client, namespace, pipeline, resource).await?,
             };
             served.push(cached.is_some());
@@ -261,10 +270,6 @@ impl Stores {
     }
 }
 
-fn belongs<K: Resource>(object: &Compact<K>, namespace: &str, pipeline: &str) -> bool {
-    object.meta().namespace.as_deref() == Some(namespace) && object.pipeline() == Some(pipeline)
-}
-
 /// A cached child of a built-in kind, decoded.
 fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(cached: &Compact<K>) -> Result<K, ApplyError> {
     cached.object().map_err(|source| ApplyError::Cached {
@@ -275,7 +280,7 @@ fn decode<K: Resource<DynamicType = ()> + DeserializeOwned>(cached: &Compact<K>)
 }
 
 /// Remember cached children of a built-in kind for the drift and orphan checks.
-fn record<K: Resource<DynamicType = ()>>(live: &mut LiveChildren, cached: &[std::sync::Arc<Compact<K>>]) {
+fn record<K: Resource<DynamicType = ()>>(live: &mut LiveChildren, cached: &[Arc<Compact<K>>]) {
     let kind = K::kind(&());
     for child in cached {
         live.record(&kind, child.name_any(), child.applied().clone());
@@ -283,23 +288,15 @@ fn record<K: Resource<DynamicType = ()>>(live: &mut LiveChildren, cached: &[std:
 }
 
 /// The cached objects of `pipeline`, once the cache has listed for the first time.
-async fn mine<K>(
-    store: &Store<Compact<K>>,
-    namespace: &str,
-    pipeline: &str,
-) -> Result<Vec<std::sync::Arc<Compact<K>>>, ApplyError>
+async fn mine<K>(cached: &Cached<K>, namespace: &str, pipeline: &str) -> Result<Vec<Arc<Compact<K>>>, ApplyError>
 where
     K: Resource<DynamicType = ()> + 'static,
 {
     let kind = K::kind(&()).into_owned();
-    match tokio::time::timeout(CACHE_WAIT, store.wait_until_ready()).await {
-        Ok(Ok(())) => {
-            // By name, as a LIST returns them: a store iterates in no fixed order, and status lists children in
-            // the order found, so an unsorted read would rewrite an unchanged status.
-            let mut objects = store.state_filter(|o| belongs(o, namespace, pipeline));
-            objects.sort_by_key(|o| o.meta().name.clone());
-            Ok(objects)
-        }
+    match tokio::time::timeout(CACHE_WAIT, cached.store.wait_until_ready()).await {
+        // By name, as a LIST returns them: status lists children in the order found, so another order would
+        // rewrite an unchanged status.
+        Ok(Ok(())) => Ok(cached.of(namespace, pipeline, &())),
         _ => Err(ApplyError::NotCached { kind }),
     }
 }

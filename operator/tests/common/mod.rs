@@ -148,10 +148,15 @@ pub struct Operator {
 impl Operator {
     /// Start an operator that watches only `namespace`; `lease` enables leader election in that namespace.
     pub fn start(namespace: &str, lease: Option<(&str, &str)>) -> Self {
+        Self::start_binary(env!("CARGO_BIN_EXE_cilvest-operator").as_ref(), namespace, lease)
+    }
+
+    /// [`Operator::start`] of another build of the operator (the bench compares trees over the same cluster).
+    pub fn start_binary(binary: &std::path::Path, namespace: &str, lease: Option<(&str, &str)>) -> Self {
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!("cilvest-operator-{namespace}-{metrics_port}.log"));
         let stderr = std::fs::File::create(&log).expect("operator log file");
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"));
+        let mut command = std::process::Command::new(binary);
         command
             .args([
                 "run",
@@ -182,10 +187,15 @@ impl Operator {
     /// `--metrics-addr`) and extra environment (say, `KUBECONFIG` of its ServiceAccount); only the metrics address,
     /// a free port on 127.0.0.1, is the test's.
     pub fn start_with(args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start_binary_with(env!("CARGO_BIN_EXE_cilvest-operator").as_ref(), args, env)
+    }
+
+    /// [`Operator::start_with`] of another build of the operator.
+    pub fn start_binary_with(binary: &std::path::Path, args: &[String], env: &[(&str, &str)]) -> Self {
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!("cilvest-operator-args-{metrics_port}.log"));
         let stderr = std::fs::File::create(&log).expect("operator log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cilvest-operator"))
+        let child = std::process::Command::new(binary)
             .args(args)
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
             .env("RUST_LOG", "info,cilvest_operator=debug,kube=warn")
