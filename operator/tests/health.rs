@@ -286,7 +286,7 @@ async fn a_worker_that_cannot_start_degrades_the_pipeline_with_the_pods_reason()
 async fn x_refusing_the_token_shows_as_x_unauthorized() {
     let (client, ns, pipelines, operator) = ready_pipeline("health-x").await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    // What the producer writes into its usage ConfigMap when X answers 401 (workers/tests/producer.rs).
+    // What the producer writes into its usage ConfigMap when X answers 401 (workers/tests/producer/).
     let refused = UsageRecord {
         month: k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m").to_string(),
         rejection: Some(Rejection {

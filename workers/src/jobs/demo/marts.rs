@@ -1,7 +1,7 @@
 //! The embedded warehouse: the BigQuery marts of `warehouse::marts`, computed in memory from curated rows with
 //! the same semantics (a tweet counts once per keyword it mentions; authors are distinct non-null usernames;
 //! `tweets_7d_avg` sums the 7 calendar days ending that day over 7; top users by `RANK()`, ranks 1-10).
-//! `tests/demo.rs` checks that both give the same tables for the same day.
+//! `tests/demo/` checks that both give the same tables for the same day.
 
 use std::collections::{BTreeMap, BTreeSet};
 

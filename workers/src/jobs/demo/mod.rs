@@ -9,7 +9,7 @@
 //! The in-process bus hands records to a lake writer with the consumer's object layout and batch size; the
 //! consumer's own batcher is private to it, so this writes the same layout through the same lake module.
 //! BigQuery and search are the only steps left out: the marts come from [`marts`], whose agreement with the
-//! warehouse's SQL `tests/demo.rs` checks against the BigQuery emulator.
+//! warehouse's SQL `tests/demo/` checks against the BigQuery emulator.
 
 mod bus;
 mod charts;
