@@ -41,7 +41,9 @@ use common::{
     ECK_CRDS, Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace,
 };
 
-use measure::{memory, percentile, restart, settle, vm_hwm_mib, wait_for};
+use measure::{
+    cpu_seconds, cpu_since, memory, operator_pid, percentile, restart, servers_cpu, settle, vm_hwm_mib, wait_for,
+};
 
 const FULL: &str = include_str!("../../examples/cilvest.yaml");
 
@@ -215,6 +217,8 @@ async fn main() {
 
     // The rest in a burst (paced at `--rate` creates per second, each one's create -> all children timed), then idle.
     let burst = Instant::now();
+    let operator_cpu_before = cpu_seconds(&operator_pid(&operator)).unwrap_or_default();
+    let servers_before = servers_cpu();
     let created: Arc<Mutex<BTreeMap<usize, Instant>>> = Arc::default();
     let creator = {
         let created = created.clone();
@@ -253,6 +257,8 @@ async fn main() {
     }
     creator.await.expect("creator");
     let burst_s = burst.elapsed().as_secs_f64();
+    // Where the CPU of the burst went, until the last pipeline's children were all seen.
+    let burst_cpu = cpu_since(&operator, operator_cpu_before, &servers_before);
     burst_latencies.sort_by(f64::total_cmp);
     // A burst of thousands keeps the operator busy long after the last child appears (status follows the
     // children's own status): wait until it is quiet, for up to 15 minutes (`--settle-seconds`; at 2,000 pipelines
@@ -303,7 +309,7 @@ async fn main() {
             "create_to_children_s": {"p50": percentile(&sorted, 0.50), "p99": percentile(&sorted, 0.99),
                                       "min": sorted.first(), "max": sorted.last()},
             "latencies_s": latencies,
-            "burst_s": burst_s, "burst_rate_per_s": rate,
+            "burst_s": burst_s, "burst_rate_per_s": rate, "burst_cpu_s": burst_cpu,
             "burst_create_to_children_s": {"p50": percentile(&burst_latencies, 0.50),
                                             "p99": percentile(&burst_latencies, 0.99),
                                             "max": burst_latencies.last(), "count": burst_latencies.len()},

@@ -386,7 +386,7 @@ async fn a_rejected_token_is_recorded_for_the_operator_and_cleared_once_x_answer
         .await
         .expect("a one-shot run ends")
         .expect_err("a 401 ends a one-shot run");
-    // What the operator turns into Degraded=True, reason XUnauthorized (operator/tests/health.rs).
+    // What the operator turns into Degraded=True, reason XUnauthorized (operator/tests/it/health.rs).
     let rejection = stored_usage(&api, &name)
         .await
         .rejection

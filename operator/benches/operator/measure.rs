@@ -157,6 +157,26 @@ pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// The processes beside the operator on this machine whose CPU the bench records (`comm`, so at most 15 bytes).
+const SERVERS: [&str; 4] = ["kube-apiserver", "etcd", "kube-controller", "kwok"];
+
+/// CPU seconds used so far by each of `SERVERS` that runs.
+pub(crate) fn servers_cpu() -> Vec<(&'static str, Option<f64>)> {
+    SERVERS
+        .iter()
+        .map(|name| (*name, pid_of(name).as_deref().and_then(cpu_seconds)))
+        .collect()
+}
+
+/// What each of `SERVERS` used since `before`, and the operator's CPU since `operator_before` (0 for its whole life).
+pub(crate) fn cpu_since(operator: &Operator, operator_before: f64, before: &[(&str, Option<f64>)]) -> Value {
+    let mut cpu = json!({"operator": cpu_seconds(&operator_pid(operator)).map(|now| now - operator_before)});
+    for ((name, now), (_, then)) in servers_cpu().iter().zip(before) {
+        cpu[*name] = json!(now.zip(*then).map(|(a, b)| a - b));
+    }
+    cpu
+}
+
 /// The operator's pid, found by its metrics port in its command line.
 pub(crate) fn operator_pid(operator: &Operator) -> String {
     let needle = format!("127.0.0.1:{}", operator.metrics_port);
@@ -167,7 +187,8 @@ pub(crate) fn operator_pid(operator: &Operator) -> String {
         .filter_map(|e| {
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("cilvest-operator") && text.contains(&needle))
+            // By the port alone: a `--restart-with` build may have any file name.
+            (text.contains("--metrics-addr") && text.contains(&needle))
                 .then(|| e.file_name().to_string_lossy().into_owned())
         })
         .next()
@@ -185,8 +206,7 @@ pub(crate) async fn restart(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = versions(client, namespaces).await;
     let statuses_before = statuses(client, namespaces).await;
-    let servers = ["kube-apiserver", "etcd"].map(|name| (name, pid_of(name)));
-    let servers_before = servers.clone().map(|(_, pid)| pid.as_deref().and_then(cpu_seconds));
+    let servers_before = servers_cpu();
     let resync = Instant::now();
     let operator = start();
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -199,11 +219,7 @@ pub(crate) async fn restart(
     }
     let resync_s = resync.elapsed().as_secs_f64();
     // Where the CPU of the resync went: the new operator's own (all of its life so far) and the servers' share.
-    let mut cpu = json!({"operator": cpu_seconds(&operator_pid(&operator))});
-    for ((name, pid), before) in servers.iter().zip(servers_before) {
-        let after = pid.as_deref().and_then(cpu_seconds);
-        cpu[*name] = json!(after.zip(before).map(|(a, b)| a - b));
-    }
+    let cpu = cpu_since(&operator, 0.0, &servers_before);
     settle(&operator, Duration::from_secs(3), 120).await;
     let after = versions(client, namespaces).await;
     let changed: Vec<&String> = before

@@ -35,7 +35,7 @@ use crate::{
 };
 
 /// The backoff of each watch. kube-runtime's default (30 s, jittered up to a minute) made events flow again only
-/// minutes after an API server restart (`tests/faults.rs`); a cap of a few seconds bounds that to well under a minute.
+/// minutes after an API server restart (`tests/it/faults.rs`); a cap of a few seconds bounds that to well under a minute.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchBackoff {
     next: Duration,
@@ -127,7 +127,7 @@ pub fn cached_dynamic(
 /// The watch of one kind, with its own backoff, feeding the index and then `writer`. Its errors stop here: kube-runtime's controller
 /// backs off its whole trigger stream on each error it sees, so after an API server restart the twelve watches'
 /// "resource version too old" errors (one each, as each re-lists) paused every trigger for 4 s apiece, one after the
-/// other: 80 to 90 s before a new pipeline was reconciled (`tests/faults.rs`). Each watch already waits by its own
+/// other: 80 to 90 s before a new pipeline was reconciled (`tests/it/faults.rs`). Each watch already waits by its own
 /// backoff before it retries.
 fn reflect<K>(
     api: Api<K>,

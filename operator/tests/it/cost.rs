@@ -6,9 +6,9 @@ use std::process::Command;
 use cilvest_crds::{CilvestPipeline, KeywordMode, ReadBudget};
 use cilvest_operator::cost::{Assumptions, Compute, Estimate, Prices, Vendor, estimate};
 
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
-const PUBSUB: &str = include_str!("../../examples/pubsub.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
+const PUBSUB: &str = include_str!("../../../examples/pubsub.yaml");
 
 fn pipeline(text: &str) -> CilvestPipeline {
     let mut pipeline: CilvestPipeline = serde_saphyr::from_str(text).expect("example parses");

@@ -2,7 +2,7 @@
 //! (`kubectl apply --dry-run=server --validate=strict`, the CRD as `cilvest-operator crd` generates it) and through
 //! `cilvest-operator validate -f`, and both must agree: the same verdict, and a refusal that names the case's field.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, process::Command};
 
@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use common::{client, install_crd, temp_namespace};
 
-const TABLE: &str = include_str!("../../crds/tests/verdicts.yaml");
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
-const PUBSUB: &str = include_str!("../../examples/pubsub.yaml");
+const TABLE: &str = include_str!("../../../crds/tests/verdicts.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+const PUBSUB: &str = include_str!("../../../examples/pubsub.yaml");
 
 #[derive(Deserialize)]
 struct Case {

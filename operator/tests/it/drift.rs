@@ -3,7 +3,7 @@
 //! an Event naming the child and the field; a child labelled `cilvest.io/paused=true` is left alone; and restoring
 //! drift never turns into a write loop.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ use common::{
     wait_until,
 };
 
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
 
 fn topic_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "KafkaTopic"))

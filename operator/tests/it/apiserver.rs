@@ -1,7 +1,7 @@
 //! Smoke tests of the Kubernetes control plane that `scripts/testenv up k8s` starts: the controller manager runs
 //! CronJobs and garbage-collects owned objects.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! Needs `scripts/testenv up tools k8s` (helm, the Prometheus Operator CRDs, the control plane) and
 //! `eval "$(scripts/testenv env)"`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! by it; turning them off in the spec deletes them, turning them on again brings them back. (Whether a network
 //! plugin enforces them is not tested here: the test cluster's bridge CNI enforces none.)
 
-mod common;
+use crate::common;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
@@ -17,7 +17,7 @@ use common::{
     temp_namespace, wait_until,
 };
 
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
 
 #[tokio::test]
 async fn network_policies_follow_the_spec() {

@@ -4,7 +4,7 @@
 //! kubelet runs them (the real-node end-to-end test runs real pods); the rules on time (readiness for 10 minutes,
 //! a day without a run) are unit tests in `src/health/tests.rs`.
 
-mod common;
+use crate::common;
 
 use k8s_openapi::api::{
     batch::v1::Job,
@@ -25,7 +25,7 @@ use common::{
     kubectl, temp_namespace, wait_until,
 };
 
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
 
 fn labels(component: &str) -> Value {
     json!({

@@ -2,7 +2,7 @@
 //! producer's Role on it; the producer's ServiceAccount can patch that ConfigMap and nothing else; what it writes
 //! becomes `status.xUsage` and the `XBudget` condition.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ use common::{
     Operator, STRIMZI_CRD, client, delete_namespace, install_crd, install_crds_yaml, temp_namespace, wait_until,
 };
 
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
 
 /// A client that acts as `namespace`'s ServiceAccount `name`.
 async fn as_service_account(namespace: &str, name: &str) -> Client {

@@ -1,7 +1,7 @@
 //! The CilvestPipeline CRD on the real API server: defaults, schema and CEL validation, the status subresource,
 //! `kubectl explain`, the examples, and the same table of bad specs that `validate()` is held to.
 
-mod common;
+use crate::common;
 
 use kube::{
     Api, Client,
@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use cilvest_crds::CilvestPipeline;
 use common::{client, delete_namespace, install_crd, kubectl, temp_namespace};
 
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
-const PUBSUB: &str = include_str!("../../examples/pubsub.yaml");
-const BAD_SPECS: &str = include_str!("../../crds/tests/bad-specs.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+const PUBSUB: &str = include_str!("../../../examples/pubsub.yaml");
+const BAD_SPECS: &str = include_str!("../../../crds/tests/bad-specs.yaml");
 
 #[derive(Deserialize)]
 struct BadSpec {

@@ -1,8 +1,8 @@
 //! Security against the real API server: every pod the operator's children make is admitted under the `restricted`
 //! Pod Security profile, and the workers' ServiceAccounts may do nothing with the Kubernetes API. The operator's own
-//! ServiceAccount (the chart's RBAC) is checked in `chart.rs`.
+//! ServiceAccount (the chart's RBAC) is checked in `tests/chart/`.
 
-mod common;
+use crate::common;
 
 use k8s_openapi::{
     api::{
@@ -24,7 +24,7 @@ use common::{
     wait_until,
 };
 
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
 const WORKERS: [&str; 3] = ["cilvest-producer", "cilvest-consumer", "cilvest-daily"];
 
 async fn label_restricted(client: &Client, namespace: &str) {

@@ -2,7 +2,7 @@
 //! leaves nothing a new one cannot converge, and an operator outlives an API server restart and carries on. The
 //! restart uses a private kube-apiserver (its own etcd, ports and data) so the shared one stays up for other tests.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeMap,
@@ -25,7 +25,7 @@ use common::{
     install_crds_yaml, labelled_children, temp_namespace, wait_until,
 };
 
-const FULL: &str = include_str!("../../examples/cilvest.yaml");
+const FULL: &str = include_str!("../../../examples/cilvest.yaml");
 const MANAGED: &str = "app.kubernetes.io/managed-by=cilvest-operator";
 
 fn condition_status(pipeline: &CilvestPipeline, type_: &str) -> Option<String> {

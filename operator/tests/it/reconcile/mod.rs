@@ -1,8 +1,7 @@
 //! The operator against the real API server and controller manager: children, owner references, the restricted
 //! security context, updates, orphan deletion, garbage collection, status conditions and zero-write resyncs.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 mod dataproc;
 mod kafka_users;
 mod leader_election;
@@ -19,7 +18,7 @@ use kube::{
 
 use common::{ECK_CRDS, STRIMZI_CRD, client, install_crd, install_crds_yaml, labelled_children, temp_namespace};
 
-const FULL: &str = include_str!("../../../examples/cilvest.yaml");
+const FULL: &str = include_str!("../../../../examples/cilvest.yaml");
 
 fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
