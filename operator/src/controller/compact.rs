@@ -15,10 +15,11 @@
 use std::{borrow::Cow, collections::BTreeMap, marker::PhantomData, sync::Arc};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
-use kube::{Resource, runtime::watcher::Event};
+use kube::Resource;
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
+use super::arrived::{self, Watched};
 use crate::{
     apply::LiveChild,
     drift::{self, PAUSED_LABEL},
@@ -68,10 +69,17 @@ impl<K> std::fmt::Debug for Compact<K> {
     }
 }
 
-/// Decoding a whole object (kube-runtime's `watches_stream` asks for it; the caches are fed by [`Compact::event`]).
-impl<'de, K: Resource + Serialize + DeserializeOwned> Deserialize<'de> for Compact<K> {
+/// Decoding an object as the watches deliver it: straight into its cache entry ([`super::arrived`]). The resource
+/// version is kept for the watch to resume from; [`Compact::forget_version`] drops it before the entry is cached.
+impl<'de, K: Watched> Deserialize<'de> for Compact<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        K::deserialize(deserializer).map(Self::new)
+        let (object, managed) = arrived::decode::<K, D>(deserializer)?;
+        let mut compact = Self::from_value(&object, &managed);
+        compact.meta.resource_version = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(compact)
     }
 }
 
@@ -83,20 +91,14 @@ impl<K: Resource + Serialize> Compact<K> {
         let managed = object.meta_mut().managed_fields.take().unwrap_or_default();
         Self::from_value(&serde_json::to_value(&object).unwrap_or_default(), &managed)
     }
-
-    /// Map a watch event of whole objects to one of compact ones.
-    pub fn event(event: Event<K>) -> Event<Self> {
-        match event {
-            Event::Apply(object) => Event::Apply(Self::new(object)),
-            Event::Delete(object) => Event::Delete(Self::new(object)),
-            Event::Init => Event::Init,
-            Event::InitApply(object) => Event::InitApply(Self::new(object)),
-            Event::InitDone => Event::InitDone,
-        }
-    }
 }
 
 impl<K> Compact<K> {
+    /// Drop the resource version, which only the watch reads: the cache keeps a name and namespace per child.
+    pub fn forget_version(&mut self) {
+        self.meta.resource_version = None;
+    }
+
     fn from_value(object: &Value, managed: &[ManagedFieldsEntry]) -> Self {
         let owned = owned::owned(object, managed, MANAGER);
         let applied = LiveChild {

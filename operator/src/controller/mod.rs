@@ -3,6 +3,7 @@
 //! `watches` caches the children (`compact` what of each, `index` by pipeline), `publish` writes the status,
 //! `cleanup` holds the Dataproc finalizer.
 
+mod arrived;
 mod cleanup;
 mod compact;
 mod error;

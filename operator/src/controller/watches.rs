@@ -25,9 +25,9 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams},
     runtime::{WatchStreamExt, reflector::store::Writer, utils::Backoff, watcher},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
-use super::{compact::Compact, index::Cached};
+use super::{arrived::Watched, compact::Compact, index::Cached};
 use crate::{
     apply::{ApplyError, LiveChildren},
     build::kibana::COMPONENT,
@@ -92,16 +92,9 @@ pub fn cached<K>(
     impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Watched + 'static,
 {
-    let api: Api<K> = match namespace {
+    let api: Api<Compact<K>> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -117,7 +110,7 @@ pub fn cached_dynamic(
     Cached<DynamicObject>,
     impl Stream<Item = Result<Compact<DynamicObject>, watcher::Error>> + Send + 'static,
 ) {
-    let api: Api<DynamicObject> = match namespace {
+    let api: Api<Compact<DynamicObject>> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
         None => Api::all_with(client.clone(), resource),
     };
@@ -130,7 +123,7 @@ pub fn cached_dynamic(
 /// other: 80 to 90 s before a new pipeline was reconciled (`tests/it/faults.rs`). Each watch already waits by its own
 /// backoff before it retries.
 fn reflect<K>(
-    api: Api<K>,
+    api: Api<Compact<K>>,
     writer: Writer<Compact<K>>,
     kind: String,
 ) -> (
@@ -138,7 +131,7 @@ fn reflect<K>(
     impl Stream<Item = Result<Compact<K>, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static,
+    K: Resource + Watched + 'static,
     K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
     let cached = Cached {
@@ -148,7 +141,7 @@ where
     let index = cached.index.clone();
     let stream = watcher(api, children_config())
         .backoff(WatchBackoff::default())
-        .map_ok(Compact::event)
+        .map_ok(|event| event.modify(Compact::forget_version))
         .inspect_ok(move |event| index.observe(event))
         .reflect(writer)
         .touched_objects()
