@@ -6,6 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Api, Client, ResourceExt,
     api::{DynamicObject, ListParams},
@@ -20,8 +21,8 @@ use crate::{
     common::{Operator, status_kib},
 };
 
-/// resourceVersion of every pipeline and every labelled child in `namespaces`.
-pub(crate) async fn versions(client: &Client, namespaces: &[String]) -> BTreeMap<String, String> {
+/// resourceVersion of every pipeline and every labelled child in `namespaces`, with its last writer.
+pub(crate) async fn versions(client: &Client, namespaces: &[String]) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     for ns in namespaces {
         out.extend(versions_in(client, ns).await);
@@ -29,7 +30,7 @@ pub(crate) async fn versions(client: &Client, namespaces: &[String]) -> BTreeMap
     out
 }
 
-pub(crate) async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, String> {
+pub(crate) async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     let selector = ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     for kind in child_kinds() {
@@ -37,7 +38,7 @@ pub(crate) async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, S
         for o in api.list(&selector).await.expect("list children").items {
             out.insert(
                 format!("{ns}/{}/{}", kind.kind, o.name_any()),
-                o.resource_version().unwrap_or_default(),
+                (o.resource_version().unwrap_or_default(), last_writer(&o.metadata)),
             );
         }
     }
@@ -49,10 +50,30 @@ pub(crate) async fn versions_in(client: &Client, ns: &str) -> BTreeMap<String, S
     {
         out.insert(
             format!("{ns}/CilvestPipeline/{}", p.name_any()),
-            p.resource_version().unwrap_or_default(),
+            (p.resource_version().unwrap_or_default(), last_writer(&p.metadata)),
         );
     }
     out
+}
+
+/// The field manager of an object's most recent `managedFields` entry, with its operation and subresource
+/// (`kube-controller-manager Update status`): who changed it last.
+fn last_writer(meta: &ObjectMeta) -> String {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .max_by_key(|entry| entry.time.as_ref().map(|time| time.0))
+        .map(|entry| {
+            format!(
+                "{} {} {}",
+                entry.manager.as_deref().unwrap_or("?"),
+                entry.operation.as_deref().unwrap_or("?"),
+                entry.subresource.as_deref().unwrap_or("")
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .unwrap_or_default()
 }
 
 /// The status of every pipeline in `namespaces`, keyed like [`versions`].
@@ -224,10 +245,17 @@ pub(crate) async fn restart(
     let after = versions(client, namespaces).await;
     let changed: Vec<&String> = before
         .iter()
-        .filter(|(k, v)| after.get(*k) != Some(*v))
+        .filter(|(k, (version, _))| after.get(*k).map(|(v, _)| v) != Some(version))
         .map(|(k, _)| k)
         .chain(after.keys().filter(|k| !before.contains_key(*k)))
         .collect();
+    // Who changed them, by kind: the last writer of each after the restart.
+    let mut writers: BTreeMap<String, usize> = BTreeMap::new();
+    for key in &changed {
+        let kind = key.split('/').nth(1).unwrap_or_default();
+        let writer = after.get(*key).map(|(_, writer)| writer.as_str()).unwrap_or("deleted");
+        *writers.entry(format!("{kind} by {writer}")).or_default() += 1;
+    }
     // What a restart rewrote in a pipeline's status, for the first few that changed.
     let statuses_after = statuses(client, namespaces).await;
     let status_changes: Vec<Value> = changed
@@ -242,7 +270,7 @@ pub(crate) async fn restart(
         .filter(|l| l.contains("children updated"))
         .count();
     let result = json!({
-        "objects_compared": before.len(), "changed": changed.len(),
+        "objects_compared": before.len(), "changed": changed.len(), "changed_by": writers,
         "changed_examples": changed.iter().take(10).collect::<Vec<_>>(),
         "status_changes": status_changes,
         "children_updated_log_lines": updated_lines, "seconds_to_reconcile_all": resync_s, "cpu_s": cpu,
