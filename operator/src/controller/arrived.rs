@@ -10,17 +10,7 @@
 
 use std::fmt;
 
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        batch::v1::{CronJob, Job},
-        core::v1::{ConfigMap, Pod, ServiceAccount},
-        networking::v1::NetworkPolicy,
-        rbac::v1::{Role, RoleBinding},
-    },
-    apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
-};
-use kube::api::DynamicObject;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde::{
     Deserializer,
     de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor},
@@ -31,33 +21,9 @@ use crate::meta::MANAGER;
 
 /// A kind the caches hold: its `apiVersion` and `kind` when they are known from the type (a list's items leave them
 /// out; a custom resource's items, the only dynamic ones, carry them).
+/// Implemented beside the caches' list of kinds ([`super::watches`]).
 pub trait Watched {
     const TYPE: Option<(&'static str, &'static str)>;
-}
-
-macro_rules! watched {
-    ($($kind:ty),*) => {$(
-        impl Watched for $kind {
-            const TYPE: Option<(&'static str, &'static str)> =
-                Some((<$kind as k8s_openapi::Resource>::API_VERSION, <$kind as k8s_openapi::Resource>::KIND));
-        }
-    )*};
-}
-
-watched!(
-    ConfigMap,
-    ServiceAccount,
-    Role,
-    RoleBinding,
-    NetworkPolicy,
-    CronJob,
-    Deployment,
-    Job,
-    Pod
-);
-
-impl Watched for DynamicObject {
-    const TYPE: Option<(&'static str, &'static str)> = None;
 }
 
 /// Decode an object of kind `K`: its JSON without its field-manager entries, and the operator's own entries.
@@ -65,13 +31,15 @@ pub fn decode<'de, K: Watched, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<(Value, Vec<ManagedFieldsEntry>), D::Error> {
     let mut object = deserializer.deserialize_any(Trimmed(Level::Object))?;
-    let managed = match object.pointer_mut("/metadata/managedFields").map(Value::take) {
-        Some(Value::Null) | None => Vec::new(),
-        Some(entries) => serde_json::from_value(entries).map_err(D::Error::custom)?,
-    };
+    let mut managed = Vec::new();
     if let Value::Object(fields) = &mut object {
-        if let Some(Value::Object(metadata)) = fields.get_mut("metadata") {
-            metadata.remove("managedFields");
+        if let Some(entries) = fields
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|metadata| metadata.remove("managedFields"))
+            .filter(|entries| !entries.is_null())
+        {
+            managed = serde_json::from_value(entries).map_err(D::Error::custom)?;
         }
         if let Some((api_version, kind)) = K::TYPE {
             for (field, value) in [("apiVersion", api_version), ("kind", kind)] {
@@ -146,7 +114,8 @@ impl<'de> Visitor<'de> for Trimmed {
 
 #[cfg(test)]
 mod tests {
-    use kube::ResourceExt;
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+    use kube::{ResourceExt, api::DynamicObject};
     use serde_json::json;
 
     use super::*;

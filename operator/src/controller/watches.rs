@@ -70,7 +70,33 @@ impl Backoff for WatchBackoff {
     }
 }
 
-/// Objects per page of a watch's initial list. kube-runtime's default (500) decodes 500 whole objects at once per
+// The kinds the caches hold (the `Stores` below), with their type as a list's items leave it out.
+macro_rules! watched {
+    ($($kind:ty),*) => {$(
+        impl Watched for $kind {
+            const TYPE: Option<(&'static str, &'static str)> =
+                Some((<$kind as k8s_openapi::Resource>::API_VERSION, <$kind as k8s_openapi::Resource>::KIND));
+        }
+    )*};
+}
+
+watched!(
+    ConfigMap,
+    ServiceAccount,
+    Role,
+    RoleBinding,
+    NetworkPolicy,
+    CronJob,
+    Deployment,
+    Job,
+    Pod
+);
+
+impl Watched for DynamicObject {
+    const TYPE: Option<(&'static str, &'static str)> = None;
+}
+
+/// Objects per page of a watch's initial list. kube-runtime's default (500) holds 500 objects' JSON at once per
 /// kind, every kind at the same moment after a restart, and the allocator keeps that peak as resident memory long
 /// after the pages are dropped (BENCHMARKS.md, operator section 4b).
 pub const LIST_PAGE: u32 = 50;
